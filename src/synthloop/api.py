@@ -1,0 +1,226 @@
+"""The Python API — ``run``, ``load`` and the :class:`Run` they return — that the CLI wraps.
+
+Kept out of ``__init__.py`` (which only re-exports it) so that importing a submodule does not
+drag in the whole API.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import report
+from .experiment import Experiment, load_experiment
+from .loop import GenerationRecord, run_loop
+from .store import RunStore, generations_frame, metrics_frame
+from .validation import ConfigError
+
+ProgressCallback = Callable[[str, GenerationRecord], None]
+
+
+def theory_frame(experiment: Experiment) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every workflow's predictions as a long DataFrame, and a note per workflow without one."""
+    task = experiment.build_task()
+    parts, notes = [], {}
+    for workflow in experiment.workflows:
+        predicted = task.theory(workflow, experiment.generations)
+        if predicted.note:
+            notes[workflow.key] = predicted.note
+        for curve in predicted.curves:
+            parts.append(pd.DataFrame({
+                "workflow": workflow.key,
+                "generation": np.arange(len(curve.values)),
+                "metric": curve.metric,
+                "value": np.asarray(curve.values, dtype=float),
+                "kind": curve.kind,
+                "source": curve.source,
+            }))
+    columns = ["workflow", "generation", "metric", "value", "kind", "source"]
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)), notes
+
+
+@dataclass
+class Run:
+    """A finished or interrupted run: its experiment, metrics and theory.
+
+    Attributes
+    ----------
+    experiment : Experiment
+    metrics : DataFrame
+        Long format: replicate, generation, workflow, metric, value.
+    generations : DataFrame
+        Per workflow and generation: wall time, rows synthesized/kept, lineage.
+    theory : DataFrame
+        Predictions: workflow, generation, metric, value, kind, source.
+    theory_notes : dict
+        Why a workflow has no theory curve, where it has none.
+    status : str
+        ``"finished"`` or ``"interrupted"``.
+    path : Path or None
+        The run directory (None for a run kept in memory).
+    """
+
+    experiment: Experiment
+    metrics: pd.DataFrame
+    generations: pd.DataFrame
+    theory: pd.DataFrame
+    theory_notes: dict[str, str] = field(default_factory=dict)
+    status: str = "finished"
+    path: Path | None = None
+
+    @property
+    def metric(self) -> str:
+        return self.experiment.report.metric or self.experiment.build_task().primary_metric
+
+    def caption(self) -> str:
+        e = self.experiment
+        notes = "; ".join(f"{k}: {v}" for k, v in self.theory_notes.items())
+        return (
+            f"{e.build_task().describe()} — {e.replicates} replicates, seed {e.seed}; "
+            "band: 95% CI of the mean over replicates; dashed: theory, dotted: bound"
+            + (f"\nno theory — {notes}" if notes else "")
+        )
+
+    def summary_frame(self) -> pd.DataFrame:
+        """Mean, standard error and 95% CI per workflow, generation and metric."""
+        return report.summarize(self.metrics)
+
+    def figure(self, metric: str | None = None, scale: str | None = None):
+        """The metric vs generation figure (matplotlib Figure); ``scale`` is both, linear or log."""
+        metric = metric or self.metric
+        labels = self.experiment.build_task().metric_labels
+        return report.figure(
+            self.metrics,
+            self.theory,
+            metric=metric,
+            ylabel=labels.get(metric, metric),
+            scale=scale or self.experiment.report.scale,
+            title=self.experiment.description or self.experiment.name,
+            caption=self.caption(),
+        )
+
+    def table(self, metric: str | None = None):
+        """A rich table of measured means ± 95% CI beside the theory."""
+        metric = metric or self.metric
+        labels = self.experiment.build_task().metric_labels
+        return report.table(self.metrics, self.theory, metric=metric, title=f"{self.experiment.name}: {labels.get(metric, metric)}", caption=self.caption())
+
+    def summary(self) -> dict:
+        """Final values per workflow, with theory, as written to ``summary.json``."""
+        summary = self.summary_frame()
+        metric, last = self.metric, int(self.metrics["generation"].max()) if len(self.metrics) else 0
+        workflows = {}
+        for workflow in self.experiment.workflows:
+            key = workflow.key
+            rows = summary[(summary["workflow"] == key) & (summary["metric"] == metric)]
+            entry: dict[str, Any] = {}
+            if len(rows):
+                final = rows[rows["generation"] == rows["generation"].max()].iloc[0]
+                entry.update(generation=int(final["generation"]), mean=float(final["mean"]), ci95=float(final["ci95"]))
+            predicted = self.theory[(self.theory["workflow"] == key) & (self.theory["metric"] == metric) & (self.theory["generation"] == entry.get("generation", last))]
+            entry["theory"] = {kind: float(v) for kind, v in predicted[["kind", "value"]].itertuples(index=False)}
+            if key in self.theory_notes:
+                entry["theory_note"] = self.theory_notes[key]
+            cost = self.generations[self.generations["workflow"] == key]
+            entry["wall_time_s"] = float(cost["wall_time_s"].sum()) if len(cost) else 0.0
+            workflows[key] = entry
+        try:
+            package_version = version("synthloop")
+        except PackageNotFoundError:
+            package_version = "unknown"
+        return {
+            "name": self.experiment.name,
+            "status": self.status,
+            "metric": metric,
+            "generations": self.experiment.generations,
+            "replicates": self.experiment.replicates,
+            "seed": self.experiment.seed,
+            "workflows": workflows,
+            "synthloop_version": package_version,
+        }
+
+
+def _resolve(experiment: Experiment | str | Path, overrides, replicates, seed) -> Experiment:
+    if not isinstance(experiment, Experiment):
+        experiment = load_experiment(experiment, overrides or ())
+    elif overrides:
+        experiment = experiment.with_overrides(overrides)
+    extra = {k: v for k, v in {"replicates": replicates, "seed": seed}.items() if v is not None}
+    return experiment.with_overrides(extra) if extra else experiment
+
+
+def run(
+    experiment: Experiment | str | Path,
+    *,
+    replicates: int | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    overwrite: bool = False,
+    on_generation: ProgressCallback | None = None,
+) -> Run:
+    """Run an experiment (an :class:`Experiment`, a preset name or a TOML file).
+
+    With ``out``, results go to that run directory, which is resumed if it holds an
+    interrupted run of the same experiment. Without it, nothing is written.
+    """
+    experiment = _resolve(experiment, overrides, replicates, seed)
+    store = RunStore(out) if out is not None else None
+    if store is not None:
+        store.prepare(experiment, overwrite=overwrite)
+    task = experiment.build_task()
+    records: dict[str, list[GenerationRecord]] = {}
+    for workflow in experiment.workflows:
+        callback = None if on_generation is None else (lambda rec, key=workflow.key: on_generation(key, rec))
+        records[workflow.key] = run_loop(
+            task,
+            workflow,
+            generations=experiment.generations,
+            replicates=experiment.replicates,
+            seed=experiment.seed,
+            checkpoint=store.checkpoint(workflow.key) if store is not None else None,
+            on_generation=callback,
+        )
+    theory, notes = theory_frame(experiment)
+    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None)
+    if store is not None:
+        store.write_frames({"metrics": result.metrics, "generations": result.generations, "theory": result.theory})
+        store.write_summary(result.summary())
+        import matplotlib.pyplot as plt
+
+        fig = result.figure()
+        store.write_figure(fig)
+        plt.close(fig)
+    return result
+
+
+def load(path: str | Path) -> Run:
+    """Open a run directory, finished or interrupted (then from its checkpoints)."""
+    store = RunStore(path)
+    experiment = store.read_experiment()
+    metrics_path = store.path / "metrics.parquet"
+    summary_path = store.path / "summary.json"
+    if metrics_path.exists() and summary_path.exists():
+        import json
+
+        metrics = pd.read_parquet(metrics_path)
+        generations = pd.read_parquet(store.path / "generations.parquet")
+        finished = json.loads(summary_path.read_text()).get("generations") == experiment.generations
+        if finished:
+            theory_path = store.path / "theory.parquet"
+            theory, notes = theory_frame(experiment)
+            if theory_path.exists():
+                theory = pd.read_parquet(theory_path)
+            return Run(experiment, metrics, generations, theory, notes, "finished", store.path)
+    records = {w.key: store.checkpoint(w.key).records() for w in experiment.workflows}
+    if not any(records.values()):
+        raise ConfigError(f"{store.path} holds no finished generation yet")
+    theory, notes = theory_frame(experiment)
+    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path)

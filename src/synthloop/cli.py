@@ -1,0 +1,168 @@
+"""Command line: a thin layer over the Python API (``synthloop.run``, ``synthloop.load``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .validation import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run, predict and explain generate → verify → retrain loops.")
+console = Console()
+if not console.is_terminal:
+    console = Console(width=160)  # tables piped to a file or CI log keep their columns
+err_console = Console(stderr=True)
+
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key, e.g. --set task.d=32 (repeatable)")]
+
+
+def _fail(error: Exception) -> None:
+    for line in str(error).splitlines():
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+    raise typer.Exit(2)
+
+
+@app.command("run")
+def run_command(
+    preset: Annotated[str, typer.Argument(help="preset name (see `synthloop list`) or TOML file")],
+    set_: SetOption = None,
+    replicates: Annotated[Optional[int], typer.Option(help="independent repetitions")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="experiment seed")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>); resumed if interrupted")] = None,
+    overwrite: Annotated[bool, typer.Option(help="discard an existing run directory of a different experiment")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+):
+    """Run an experiment, write its run directory, print theory beside measurement."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import api
+    from .experiment import load_experiment
+
+    try:
+        experiment = load_experiment(preset, set_ or [])
+        extra = {k: v for k, v in {"replicates": replicates, "seed": seed}.items() if v is not None}
+        if extra:
+            experiment = experiment.with_overrides(extra)
+        out = out or Path("runs") / experiment.name
+        total = len(experiment.workflows) * (experiment.generations + 1)
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("generations × workflows"),
+            TimeRemainingColumn(), console=err_console, disable=quiet, transient=True,
+        ) as progress:
+            bar = progress.add_task(f"{experiment.name} ({experiment.replicates} replicates)", total=total)
+
+            def advance(workflow: str, record) -> None:
+                progress.update(bar, advance=1, description=f"{experiment.name}: {workflow} g={record.generation}")
+
+            result = api.run(experiment, out=out, overwrite=overwrite, on_generation=advance)
+    except ConfigError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted — finished generations are saved; run the same command to resume ({out})")
+        raise typer.Exit(130)
+    if not quiet:
+        console.print(result.table())
+    console.print(f"run directory: [bold]{result.path}[/] (figure.png, metrics.parquet, summary.json)")
+
+
+@app.command("list")
+def list_command():
+    """List the shipped presets, one line each."""
+    from .experiment import list_presets
+
+    table = Table(show_header=True, box=None)
+    table.add_column("preset", style="bold")
+    table.add_column("what it runs")
+    for name, description in list_presets().items():
+        table.add_row(name, description)
+    console.print(table)
+
+
+@app.command("config")
+def config_command(preset: Annotated[str, typer.Argument(help="preset name or TOML file")], set_: SetOption = None):
+    """Print the fully resolved config of a preset with overrides, as TOML."""
+    from .experiment import load_experiment
+
+    try:
+        print(load_experiment(preset, set_ or []).to_toml(), end="")
+    except ConfigError as error:
+        _fail(error)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    metric: Annotated[Optional[str], typer.Option(help="metric to draw")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="y axis: both, linear or log")] = None,
+):
+    """Redraw a run's figure from its files and print its table."""
+    import matplotlib.pyplot as plt
+
+    from . import api
+    from .store import RunStore
+
+    try:
+        result = api.load(run_dir)
+        if scale not in (None, "both", "linear", "log"):
+            raise ConfigError(f"--scale must be one of 'both', 'linear', 'log'; got {scale!r}")
+        fig = result.figure(metric=metric, scale=scale)
+        RunStore(run_dir).write_figure(fig)
+        plt.close(fig)
+    except ConfigError as error:
+        _fail(error)
+    console.print(result.table(metric))
+    console.print(f"{result.status} run; figure redrawn: [bold]{Path(run_dir) / 'figure.png'}[/]")
+
+
+@app.command("theory")
+def theory_command(
+    task: Annotated[str, typer.Argument(help="task name, e.g. regression")],
+    workflow: Annotated[str, typer.Option(help="workflow name")] = "replace",
+    generations: Annotated[int, typer.Option(help="last generation")] = 20,
+    d: Annotated[Optional[int], typer.Option("--d", help="dimension")] = None,
+    T: Annotated[Optional[int], typer.Option("--T", help="real samples")] = None,
+    T0: Annotated[Optional[int], typer.Option("--T0", help="synthetic samples per generation")] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="label noise on real data")] = None,
+    sigma0: Annotated[Optional[float], typer.Option(help="label noise on synthetic labels")] = None,
+    design: Annotated[Optional[str], typer.Option(help="fixed or random")] = None,
+    set_: SetOption = None,
+):
+    """Print a theory curve as a table, e.g. `synthloop theory regression --d 10 --T 100 --workflow replace`."""
+    from . import api
+    from .experiment import Experiment
+
+    params = {k: v for k, v in {"d": d, "T": T, "T0": T0, "sigma": sigma, "sigma0": sigma0, "design": design}.items() if v is not None}
+    try:
+        experiment = Experiment.from_dict({"task": {"name": task, **params}, "workflows": [workflow], "generations": generations})
+        if set_:
+            experiment = experiment.with_overrides(set_)
+        frame, notes = api.theory_frame(experiment)
+    except ConfigError as error:
+        _fail(error)
+    key = experiment.workflows[0].key
+    if frame.empty:
+        console.print(f"no theory curve: {notes.get(key, 'none available')}")
+        raise typer.Exit(1)
+    wide = frame.pivot_table(index="generation", columns="kind", values="value", aggfunc="first")
+    table = Table(title=f"{experiment.build_task().describe()} — {key}", caption="; ".join(sorted(set(frame["source"]))))
+    table.add_column("generation", justify="right")
+    for kind in wide.columns:
+        table.add_column(kind, justify="right")
+    for g, row in wide.iterrows():
+        table.add_row(str(g), *(f"{v:.6g}" for v in row))
+    console.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

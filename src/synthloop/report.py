@@ -1,0 +1,131 @@
+"""Figures and tables: pure functions of the metrics (and theory) DataFrames.
+
+Any figure can be redrawn from ``metrics.parquet``, ``theory.parquet`` and ``config.toml``
+alone: nothing here reads the loop's state. Bands are 95% confidence intervals of the mean over
+replicates (Student t); theory is dashed in the workflow's colour, bounds dotted.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+THEORY_STYLE = {"exact": "--", "numerical": "--", "asymptotic": "-.", "bound": ":"}
+
+
+def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard error and 95% CI half-width per (workflow, generation, metric)."""
+    grouped = metrics.groupby(["workflow", "generation", "metric"], sort=False)["value"]
+    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    out["sem"] = out["std"].fillna(0.0) / np.sqrt(out["n"])
+    t = stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
+    out["ci95"] = np.where(out["n"] > 1, t * out["sem"], np.nan)
+    return out.drop(columns="std")
+
+
+def figure(
+    metrics: pd.DataFrame,
+    theory: pd.DataFrame | None = None,
+    *,
+    metric: str,
+    ylabel: str | None = None,
+    scale: str = "both",
+    title: str | None = None,
+    caption: str | None = None,
+):
+    """Metric vs generation, one colour per workflow, measured mean with a 95% band, theory dashed.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Long format with columns replicate, generation, workflow, metric, value.
+    theory : DataFrame, optional
+        Columns workflow, generation, metric, value, kind (``exact``, ``numerical``, ``bound``…).
+    metric : str
+        Which metric to draw.
+    scale : {"both", "linear", "log"}
+        y axis: two panels (linear and log) or one.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    data = summarize(metrics[metrics["metric"] == metric])
+    scales = ["linear", "log"] if scale == "both" else [scale]
+    fig, axes = plt.subplots(1, len(scales), figsize=(6.2 * len(scales), 4.6), squeeze=False)
+    for ax, yscale in zip(axes[0], scales):
+        _draw(ax, metrics, data, theory, metric)
+        ax.set_xlabel("generation (rounds of retraining on synthetic data)")
+        ax.set_ylabel(ylabel or metric)
+        ax.set_yscale(yscale)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
+    if caption:
+        fig.text(0.01, 0.0, "\n".join(textwrap.fill(line, 150) for line in caption.splitlines()), fontsize=8, va="top")
+    fig.tight_layout()
+    return fig
+
+
+def _draw(ax, metrics, data, theory, metric) -> None:
+    for i, workflow in enumerate(pd.unique(metrics["workflow"])):
+        color = COLORS[i % len(COLORS)]
+        rows = data[data["workflow"] == workflow].sort_values("generation")
+        ax.plot(rows["generation"], rows["mean"], color=color, lw=1.8, label=f"{workflow} (measured)")
+        if rows["ci95"].notna().any():
+            ax.fill_between(rows["generation"], rows["mean"] - rows["ci95"], rows["mean"] + rows["ci95"], color=color, alpha=0.2, lw=0)
+        if theory is None:
+            continue
+        predicted = theory[(theory["workflow"] == workflow) & (theory["metric"] == metric)]
+        for kind, curve in predicted.groupby("kind", sort=False):
+            curve = curve.sort_values("generation").dropna(subset=["value"])
+            if len(curve):
+                ax.plot(curve["generation"], curve["value"], color=color, lw=1.4, ls=THEORY_STYLE.get(kind, "--"), label=f"{workflow} theory ({kind})")
+
+
+def table_generations(last: int) -> list[int]:
+    """Generations worth a table row: 0, 1, 2, 5, 10, 20, 50, … and the last."""
+    marks, step = [0, 1, 2], 5
+    while step < last:
+        marks.append(step)
+        step *= 2 if str(step).startswith("5") else 2.5
+        step = int(step)
+    return sorted({g for g in marks if g <= last} | {last})
+
+
+def table(metrics: pd.DataFrame, theory: pd.DataFrame | None, *, metric: str, title: str = "", caption: str = ""):
+    """A rich table: generation × workflow, measured mean ± 95% CI beside the theory value."""
+    from rich import box
+    from rich.table import Table
+
+    data = summarize(metrics[metrics["metric"] == metric]).set_index(["workflow", "generation"])
+    workflows = list(pd.unique(metrics["workflow"]))
+    predicted = {}
+    if theory is not None and len(theory):
+        exact = theory[(theory["metric"] == metric) & (theory["kind"] != "bound")]
+        predicted = {(w, g): v for w, g, v in exact[["workflow", "generation", "value"]].itertuples(index=False)}
+    out = Table(title=title or None, caption=caption or None, box=box.SIMPLE_HEAD)
+    out.add_column("generation", justify="right")
+    for workflow in workflows:
+        out.add_column(f"{workflow}\n(± 95% CI)", justify="right")
+        out.add_column("theory", justify="right", style="dim")
+    last = int(metrics["generation"].max())
+    for g in table_generations(last):
+        row = [str(g)]
+        for workflow in workflows:
+            if (workflow, g) in data.index:
+                m = data.loc[(workflow, g)]
+                ci = "" if np.isnan(m["ci95"]) else f"±{m['ci95']:.2g}"
+                row.append(f"{m['mean']:.4g}{ci}")
+            else:
+                row.append("")
+            value = predicted.get((workflow, g))
+            row.append("—" if value is None or np.isnan(value) else f"{value:.4g}")
+        out.add_row(*row)
+    return out

@@ -1,0 +1,133 @@
+"""The task protocol: ground truth, model family and evaluation — everything the loop calls.
+
+A task never knows which workflow runs it. Per generation the loop calls, in order::
+
+    real   = task.sample_real(rngs)                        # generation 0 only
+    inputs = task.sample_inputs(real, n, rngs)             # fresh x, the fixed design, or None
+    data   = task.synthesize(model, inputs, n, rngs)       # n synthetic rows per replicate
+    model  = task.fit(TrainingSet(pool, mixture), rngs)    # the workflow chose the mixture
+    scores = task.evaluate(model, real)                    # {metric: (R,) array}
+
+Data objects are the task's own (a dataclass is simplest); fields with a row axis have shape
+``(R, n, ...)`` with replicates first, so the pool can stack and subsample them by name. A
+task whose model has additive sufficient statistics returns them from :meth:`Task.statistics`
+so that accumulating costs no more than replacing. Tasks are constructed from their pydantic
+``Config``; a user task lives in the user's own file and is named ``"file.py:ClassName"``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..pool import TrainingSet
+from ..validation import StrictModel
+from ..workflows import Workflow
+
+Rngs = Sequence[np.random.Generator]
+
+
+class TaskConfig(StrictModel):
+    """Parameters of a task; subclasses add fields. ``name`` selects the task."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class TheoryCurve:
+    """A prediction for one metric of one workflow, generation by generation.
+
+    Attributes
+    ----------
+    metric : str
+        The metric predicted (a key of :meth:`Task.evaluate`).
+    values : ndarray of shape (G + 1,)
+        Prediction at generations ``0..G``; NaN where the theory does not apply.
+    kind : str
+        ``"exact"`` (closed form), ``"numerical"`` (numerically exact, e.g. Monte Carlo over
+        designs), ``"bound"`` (an upper bound, drawn as such) or ``"asymptotic"``.
+    source : str
+        Paper and equation, e.g. ``"Gerstgrasser et al. 2024, Thm 2"``.
+    """
+
+    metric: str
+    values: np.ndarray
+    kind: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Theory:
+    """All predictions for one workflow, and why a curve is missing when it is."""
+
+    curves: list[TheoryCurve] = field(default_factory=list)
+    note: str | None = None
+
+
+class Task(ABC):
+    """Base class of every task; see the module docstring for the call order."""
+
+    Config: ClassVar[type[TaskConfig]]
+    #: metric drawn by default, and the label (with units) of each metric
+    primary_metric: ClassVar[str]
+    metric_labels: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: TaskConfig):
+        self.config = config
+
+    @property
+    @abstractmethod
+    def real_size(self) -> int:
+        """Rows of real data per replicate."""
+
+    @property
+    def synthetic_size(self) -> int:
+        """Rows synthesized per generation before the workflow scales it (default: ``real_size``)."""
+        return self.real_size
+
+    def synthetic_capacity(self) -> tuple[int, str] | None:
+        """Largest number of rows :meth:`synthesize` can produce per generation, with the reason,
+        or None when unbounded. Checked against every workflow before a run starts."""
+        return None
+
+    @abstractmethod
+    def sample_real(self, rngs: Rngs) -> Any:
+        """Real data (and whatever ground truth :meth:`evaluate` needs), replicates first."""
+
+    def sample_inputs(self, real: Any, n: int, rngs: Rngs) -> Any:
+        """Inputs to label (label synthesis); None for tasks that synthesize whole samples."""
+        return None
+
+    @abstractmethod
+    def synthesize(self, model: Any, inputs: Any, n: int, rngs: Rngs) -> Any:
+        """``n`` synthetic rows per replicate produced by ``model``."""
+
+    def statistics(self, data: Any) -> Any:
+        """Additive sufficient statistics of ``data`` (supporting ``+`` and ``* float``), or None."""
+        return None
+
+    @abstractmethod
+    def fit(self, training: TrainingSet, rngs: Rngs) -> Any:
+        """A model fit on the training set (one model per replicate, batched)."""
+
+    @abstractmethod
+    def evaluate(self, model: Any, real: Any) -> dict[str, np.ndarray]:
+        """Metrics of ``model``, each an array of shape ``(R,)``."""
+
+    def theory(self, workflow: Workflow, generations: int) -> Theory:
+        """Predictions for this configuration under ``workflow``; none by default."""
+        return Theory(note=f"no theory for task {self.config.name!r}")
+
+    def describe(self) -> str:
+        """One line for captions: the task's parameters."""
+        params = self.config.model_dump(exclude={"name"})
+        name = self.config.name
+        if ":" in name:  # a user task file: its file name is enough for a caption
+            file, cls_name = name.rsplit(":", 1)
+            name = f"{Path(file).name}:{cls_name}"
+        return f"{name}: " + ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)

@@ -1,0 +1,250 @@
+"""Iterated linear regression (Dohmatob, Feng & Kempe 2024; Gerstgrasser et al. 2024; Kazdan et al. 2024).
+
+Ground truth: ``x ~ N(0, Σ)``, ``y = xᵀw* + ε``, ``ε ~ N(0, σ²)``, with ``Σ`` isotropic or with a
+power-law spectrum ``λ_j = j^-β`` and ``w*`` a random vector of norm ``w_norm``. Each
+generation labels inputs with the previous model plus noise ``σ0`` and the next model is fit
+by least squares — OLS (minimum-norm, as ``pinv`` gives, when ``T ≤ d``) or ridge with
+``(XᵀX + nλI) w = Xᵀy`` for a training set of ``n`` rows. The metric is the excess test risk
+``‖ŵ − w*‖²_Σ``, computed exactly from ``Σ`` rather than on a sampled test set.
+
+Two designs:
+
+* ``fixed`` — one ``X`` per replicate, relabelled every generation (the Collapse-or-Thrive code).
+  Every source shares ``X``, so a whole-source mixture is fit from the weighted mean label
+  vector with an operator ``(XᵀX + TλI)⁺Xᵀ`` computed once: a generation costs ``O(R T d)``
+  under replace and accumulate alike.
+* ``random`` — fresh inputs every generation. Sources keep ``XᵀX`` and ``Xᵀy`` (additive),
+  so accumulate updates running sums instead of refitting on the concatenated data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import model_validator
+
+from .. import seeding
+from ..pool import TrainingSet
+from ..theory import regression as theory
+from ..validation import Integer, Real
+from ..workflows import Workflow
+from .base import Task, TaskConfig, Theory, TheoryCurve
+
+
+class RegressionConfig(TaskConfig):
+    name: Literal["regression"] = "regression"
+    d: Integer(1, 100_000) = 10
+    T: Integer(1, 10_000_000) = 100
+    T0: Integer(1, 10_000_000) | None = None
+    sigma: Real(0) = 1.0
+    sigma0: Real(0) | None = None
+    design: Literal["fixed", "random"] = "fixed"
+    spectrum: Literal["isotropic", "power-law"] = "isotropic"
+    beta: Real(0, lo_open=True) = 1.0
+    ridge: Real(0) = 0.0
+    w_norm: Real(0, lo_open=True) = 1.0
+
+    @model_validator(mode="after")
+    def _fixed_design_size(self):
+        if self.design == "fixed" and self.T0 is not None and self.T0 != self.T:
+            raise ValueError(
+                f"T0 must equal T={self.T} under design='fixed' (the same X is relabelled every "
+                f"generation); got T0={self.T0}. Use design='random' for a different synthetic size"
+            )
+        return self
+
+    @property
+    def synthetic_T(self) -> int:
+        return self.T if self.T0 is None else self.T0
+
+    @property
+    def synthetic_sigma(self) -> float:
+        return self.sigma if self.sigma0 is None else self.sigma0
+
+
+@dataclass
+class RegressionData:
+    """Rows of one source. ``x`` is None for synthetic rows of a fixed design (they reuse the real X)."""
+
+    y: np.ndarray  # (R, n)
+    x: np.ndarray | None = None  # (R, n, d)
+
+
+@dataclass
+class RealRegressionData(RegressionData):
+    """The real data with the ground truth and, under a fixed design, the fitting operator."""
+
+    w_star: np.ndarray | None = None  # (R, d)
+    operator: np.ndarray | None = None  # (R, d, T): (XᵀX + TλI)⁺Xᵀ
+
+
+@dataclass
+class LabelSums:
+    """Fixed-design statistics: weighted sum of label vectors over sources, and the total weight."""
+
+    y: np.ndarray  # (R, T)
+    weight: float
+
+    def __add__(self, other):
+        return LabelSums(self.y + other.y, self.weight + other.weight)
+
+    def __mul__(self, c: float):
+        return LabelSums(self.y * c, self.weight * c)
+
+
+@dataclass
+class GramStats:
+    """Random-design statistics: XᵀX, Xᵀy and the (weighted) row count."""
+
+    gram: np.ndarray  # (R, d, d)
+    xty: np.ndarray  # (R, d)
+    count: float
+
+    def __add__(self, other):
+        return GramStats(self.gram + other.gram, self.xty + other.xty, self.count + other.count)
+
+    def __mul__(self, c: float):
+        return GramStats(self.gram * c, self.xty * c, self.count * c)
+
+
+@dataclass
+class LinearModel:
+    coef_: np.ndarray  # (R, d)
+
+
+def min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``pinv(G) b`` for stacked symmetric PSD ``G`` (R, d, d): the minimum-norm least-squares solution."""
+    vals, vecs = np.linalg.eigh(gram)  # (R, d), (R, d, d)
+    cutoff = max(gram.shape[-1], 1) * np.finfo(float).eps * vals[:, -1:] * 10
+    inv = np.where(vals > cutoff, 1.0 / np.where(vals > cutoff, vals, 1.0), 0.0)
+    return np.einsum("rij,rj->ri", vecs, inv * np.einsum("rji,rj->ri", vecs, rhs))
+
+
+class RegressionTask(Task):
+    Config = RegressionConfig
+    primary_metric = "excess_risk"
+    metric_labels = {"excess_risk": "excess test risk ‖ŵ − w*‖²_Σ (Σ-norm, units of y²)"}
+
+    def __init__(self, config: RegressionConfig):
+        super().__init__(config)
+        d = config.d
+        self.spectrum_ = np.ones(d) if config.spectrum == "isotropic" else np.arange(1, d + 1, dtype=float) ** -config.beta
+
+    @property
+    def real_size(self) -> int:
+        return self.config.T
+
+    @property
+    def synthetic_size(self) -> int:
+        return self.config.synthetic_T
+
+    def synthetic_capacity(self):
+        if self.config.design == "fixed":
+            return self.config.T, f"task.design='fixed' relabels the task.T={self.config.T} real inputs"
+        return None
+
+    def _inputs(self, n: int, rngs) -> np.ndarray:
+        scale = np.sqrt(self.spectrum_)
+        return seeding.draw(rngs, lambda rng: rng.standard_normal((n, self.config.d)) * scale)  # (R, n, d)
+
+    def _labels(self, x: np.ndarray, coef: np.ndarray, sigma: float, rngs) -> np.ndarray:
+        noise = seeding.draw(rngs, lambda rng: rng.standard_normal(x.shape[1]))  # (R, n)
+        return np.einsum("rnd,rd->rn", x, coef) + sigma * noise
+
+    def sample_real(self, rngs) -> RealRegressionData:
+        c = self.config
+        w_star = seeding.draw(rngs, lambda rng: rng.standard_normal(c.d))
+        w_star *= c.w_norm / np.linalg.norm(w_star, axis=1, keepdims=True)  # (R, d)
+        x = self._inputs(c.T, rngs)
+        y = self._labels(x, w_star, c.sigma, rngs)
+        operator = None
+        if c.design == "fixed":
+            u, s, vt = np.linalg.svd(x, full_matrices=False)  # (R, T, k), (R, k), (R, k, d)
+            if c.ridge > 0:
+                gain = s / (s**2 + c.T * c.ridge)
+            else:
+                keep = s > s[:, :1] * max(x.shape[1:]) * np.finfo(float).eps
+                gain = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
+            operator = np.einsum("rkd,rk,rtk->rdt", vt, gain, u)
+        return RealRegressionData(y=y, x=x, w_star=w_star, operator=operator)
+
+    def sample_inputs(self, real: RealRegressionData, n: int, rngs) -> np.ndarray:
+        return real.x if self.config.design == "fixed" else self._inputs(n, rngs)
+
+    def synthesize(self, model: LinearModel, inputs: np.ndarray, n: int, rngs) -> RegressionData:
+        y = self._labels(inputs, model.coef_, self.config.synthetic_sigma, rngs)
+        return RegressionData(y=y, x=None if self.config.design == "fixed" else inputs)
+
+    def statistics(self, data: RegressionData):
+        if self.config.design == "fixed":
+            return LabelSums(data.y, 1.0)
+        return GramStats(np.einsum("rni,rnj->rij", data.x, data.x), np.einsum("rni,rn->ri", data.x, data.y), float(data.y.shape[1]))
+
+    def fit(self, training: TrainingSet, rngs) -> LinearModel:
+        c = self.config
+        real: RealRegressionData = training.pool.real.data
+        if training.is_weighted:
+            stats = training.statistics()
+            if c.design == "fixed":
+                return LinearModel(np.einsum("rdt,rt->rd", real.operator, stats.y / stats.weight))
+            return LinearModel(self._solve(stats.gram, stats.xty, stats.count, full_rank=stats.count >= c.d))
+        if c.design == "fixed":
+            # Rows drawn from several relabellings of one X: count and label sums per X row.
+            R, T = real.y.shape
+            flat = (np.arange(R)[:, None] * T + training.local_rows()).ravel()
+            counts = np.bincount(flat, minlength=R * T).reshape(R, T).astype(float)
+            sums = np.bincount(flat, weights=training.rows("y").ravel(), minlength=R * T).reshape(R, T)
+            gram = np.matmul(real.x.transpose(0, 2, 1) * counts[:, None, :], real.x)
+            xty = np.einsum("rti,rt->ri", real.x, sums)
+            return LinearModel(self._solve(gram, xty, training.mixture.rows.shape[1], full_rank=False))
+        x, y = training.rows("x"), training.rows("y")
+        gram, xty = np.matmul(x.transpose(0, 2, 1), x), np.einsum("rni,rn->ri", x, y)
+        return LinearModel(self._solve(gram, xty, y.shape[1], full_rank=y.shape[1] >= c.d))
+
+    def _solve(self, gram, xty, n, full_rank: bool) -> np.ndarray:
+        if self.config.ridge > 0:
+            return np.linalg.solve(gram + n * self.config.ridge * np.eye(self.config.d), xty[..., None])[..., 0]
+        if full_rank:
+            return np.linalg.solve(gram, xty[..., None])[..., 0]
+        return min_norm_solve(gram, xty)
+
+    def evaluate(self, model: LinearModel, real: RealRegressionData) -> dict[str, np.ndarray]:
+        error = model.coef_ - real.w_star  # (R, d)
+        return {"excess_risk": error**2 @ self.spectrum_}
+
+    def describe(self) -> str:
+        c = self.config
+        parts = [f"d={c.d}", f"T={c.T}"] + ([f"T0={c.T0}"] if c.T0 is not None else [])
+        parts += [f"σ={c.sigma:g}"] + ([f"σ0={c.sigma0:g}"] if c.sigma0 is not None else [])
+        parts += [f"{c.design} design", "OLS" if c.ridge == 0 else f"ridge λ={c.ridge:g}"]
+        if c.spectrum == "power-law":
+            parts.append(f"Σ spectrum j^-{c.beta:g}")
+        return "regression: " + ", ".join(parts)
+
+    def theory(self, workflow: Workflow, generations: int) -> Theory:
+        c = self.config
+        d, T, T0, sigma, sigma0 = c.d, c.T, c.synthetic_T, c.sigma, c.synthetic_sigma
+        if c.ridge > 0:
+            return Theory(note="no theory curve for ridge (λ > 0) yet")
+        if T <= d + 1 or T0 <= d + 1:
+            return Theory(note=f"T ≤ d + 1 (d={d}, T={T}, T0={T0}): least squares interpolates; OLS theory needs T ≥ d + 2")
+        g = np.arange(generations + 1)
+        if workflow.name == "replace":
+            values = theory.ols_replace_risk(g, d, T, sigma, T0=T0, sigma0=sigma0)
+            return Theory([TheoryCurve("excess_risk", values, "exact", "Dohmatob et al. 2024 (finite-sample form); Gerstgrasser et al. 2024")])
+        if workflow.name == "growing":
+            values = theory.ols_growing_risk(g, d, T, sigma, T0=T0, sigma0=sigma0)
+            return Theory([TheoryCurve("excess_risk", values, "exact", "Dohmatob et al. 2024, growing synthetic data")])
+        if workflow.name == "accumulate":
+            if c.design == "fixed":
+                curves = [TheoryCurve("excess_risk", theory.ols_accumulate_risk_fixed_design(g, d, T, sigma, sigma0=sigma0), "exact", "Gerstgrasser et al. 2024, fixed design")]
+            else:
+                values = theory.ols_accumulate_risk_random_design_closed_form(g, d, T, sigma, T0=T0, sigma0=sigma0)
+                curves = [TheoryCurve("excess_risk", values, "exact", "recursive least squares, derived in synthloop.theory.regression")]
+            if T0 == T:
+                bound = np.full(generations + 1, theory.ols_accumulate_bound(d, T, sigma, sigma0=sigma0))
+                curves.append(TheoryCurve("excess_risk", bound, "bound", "Gerstgrasser et al. 2024, π²/6 bound"))
+            return Theory(curves)
+        return Theory(note=f"no closed form for the {workflow.name!r} workflow")

@@ -1,0 +1,670 @@
+r"""Excess test risk of iterated least squares (OLS) on its own labels.
+
+Setting (Dohmatob, Feng & Kempe 2024; Gerstgrasser et al. 2024): inputs ``x ~ N(0, Σ)`` in
+``R^d``, real labels ``y = xᵀw* + ε`` with ``ε ~ N(0, σ²)``. Generation ``g = 0`` fits OLS on
+``T`` real samples; generation ``g ≥ 1`` fits OLS on data whose labels are the predictions of
+generation ``g - 1`` plus fresh noise ``N(0, σ0²)`` (``T0`` synthetic samples per generation
+unless a workflow says otherwise). The risk is the excess test risk
+
+    E_g = E ‖ŵ_g − w*‖²_Σ = E (ŵ_g − w*)ᵀ Σ (ŵ_g − w*),
+
+the expectation taken over the noise *and* the Gaussian design(s).
+
+Indexing: synthloop's generation ``g`` is the papers' ``n = g + 1`` in Gerstgrasser et al. and
+in spec §1 (whose "generation 1" is the real-data fit), and it is Dohmatob et al.'s ``n`` (their
+number of synthetic relabelling stages before the model that is evaluated).
+
+Whitening: every OLS error below is ``ŵ − w* = (XᵀX)⁻¹Xᵀ(noise)`` for a stacked design with
+Gaussian rows. Writing ``X = Z Σ^{1/2}`` with ``Z`` standard Gaussian gives
+``Σ^{1/2}(ŵ − w*) = (ZᵀZ)⁻¹Zᵀ(noise)``, so every risk here is the same for every ``Σ`` (and
+every ``w*``): the functions take no ``Σ``.
+
+The workhorse is the inverse-Wishart mean: for ``W = ZᵀZ ~ Wishart_d(n, I)`` with ``n > d + 1``,
+``E W⁻¹ = I / (n − d − 1)``, hence ``E tr(W⁻¹) = d / (n − d − 1)``; for ``n ≤ d + 1`` the
+expectation is infinite (``n = d + 1``) or OLS is not unique (``n ≤ d``). Outside that domain the
+functions return NaN, as scipy.stats does outside a distribution's support; nonsensical arguments
+(negative noise, negative generation, non-integer counts) raise ``ValueError``.
+
+Functions broadcast over array arguments like numpy ufuncs and return a numpy float for scalar
+input. ``ols_accumulate_risk_random_design`` is the exception: it returns the whole curve
+``g = 0 … G`` for scalar parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "MonteCarloRisk",
+    "ols_accumulate_bound",
+    "ols_accumulate_risk_fixed_design",
+    "ols_accumulate_risk_random_design",
+    "ols_accumulate_risk_random_design_closed_form",
+    "ols_growing_risk",
+    "ols_replace_risk",
+    "ols_replace_risk_asymptotic",
+]
+
+_BASEL_TAIL = np.pi**2 / 6 - 1  # sum_{k>=2} 1/k^2
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _integers(x, name: str, minimum: int, what: str) -> np.ndarray:
+    """``x`` as a float array after checking it holds integers ``>= minimum``."""
+    a = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(a)) or np.any(a < minimum) or np.any(a != np.round(a)):
+        raise ValueError(f"{name} must be {what}, got {x!r}")
+    return a
+
+
+def _generation(x) -> np.ndarray:
+    return _integers(x, "generation", 0, "a non-negative integer (g = 0, 1, 2, ...)")
+
+
+def _count(x, name: str) -> np.ndarray:
+    return _integers(x, name, 1, "a positive integer")
+
+
+def _scale(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"{name} must be non-negative (a noise standard deviation), got {x!r}")
+    return a
+
+
+def _out(x) -> np.ndarray | np.float64:
+    """A numpy float for 0-d results, else the array (scipy-style return)."""
+    return np.asarray(x, dtype=float)[()]
+
+
+def _inv_wishart_trace(d: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``E tr(W⁻¹) = d / (n − d − 1)`` for ``W ~ Wishart_d(n, I)``; NaN where ``n ≤ d + 1``."""
+    d, n = np.broadcast_arrays(d, n)
+    denom = n - d - 1
+    return np.divide(d, denom, out=np.full(denom.shape, np.nan), where=denom > 0)
+
+
+# ----------------------------------------------------------------------------- replace
+
+
+def ols_replace_risk(generation, d, T, sigma, T0=None, sigma0=None):
+    r"""Exact excess risk of OLS under the ``replace`` workflow (finite samples).
+
+    Parameters
+    ----------
+    generation : array_like of int
+        Generation ``g >= 0``; generation 0 is fit on ``T`` real samples, generation ``g >= 1``
+        on ``T0`` samples labelled by generation ``g - 1`` (with noise ``sigma0``).
+    d : array_like of int
+        Input dimension, ``d >= 1``.
+    T : array_like of int
+        Number of real samples (generation 0).
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    T0 : array_like of int, optional
+        Synthetic samples per generation ``g >= 1``. Default: ``T``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the noise added to synthetic labels. Default: ``sigma``.
+
+    Returns
+    -------
+    risk : ndarray or numpy.float64
+        ``E ‖ŵ_g − w*‖²_Σ``, broadcast over the arguments. NaN where ``T <= d + 1``, or where
+        ``g >= 1`` and ``T0 <= d + 1``.
+
+    Notes
+    -----
+    .. math::
+
+        E_g = \sigma^2 \frac{d}{T - d - 1} + g\,\sigma_0^2 \frac{d}{T_0 - d - 1}.
+
+    Derivation. With ``u_g = X_g^+ ε_g = (X_gᵀX_g)⁻¹X_gᵀε_g``, generation ``g`` fits labels
+    ``X_g ŵ_{g-1} + ε_g``, so ``ŵ_g = ŵ_{g-1} + u_g`` and ``e_g = ŵ_g − w* = Σ_{k≤g} u_k``.
+    The noises are independent with mean zero, so the cross terms vanish and
+    ``E‖e_g‖² = Σ_k σ_k² E tr((X_kᵀX_k)⁻¹) = Σ_k σ_k² d/(n_k − d − 1)`` (inverse-Wishart
+    mean, ``n_k`` rows, whitened design). This holds for a *random* design (fresh ``X_g``
+    every generation) and for a *fixed* design (one ``X`` relabelled every generation, which
+    needs ``T0 = T``): only the independence of the noises is used. The risk does not depend
+    on ``Σ`` or ``w*`` (see the module docstring).
+
+    With ``T0 = T`` and ``sigma0 = sigma`` this is Gerstgrasser et al.'s
+    ``σ² d/(T − d − 1) · (g + 1)`` (their ``n = g + 1``). Dohmatob et al. state it with the
+    real-data fit last and the synthetic fits first; the risk is a sum of independent terms,
+    so the order does not matter.
+
+    References
+    ----------
+    .. [1] E. Dohmatob, Y. Feng, J. Kempe, "Model Collapse Demystified: The Case of
+       Regression", NeurIPS 2024, arXiv:2402.07712, Section 4 "Exact Test Error
+       Characterization" (unregularized, under-parametrized case ``T, T0 >= d + 2``).
+    .. [2] M. Gerstgrasser et al., "Is Model Collapse Inevitable? Breaking the Curse of
+       Recursion by Accumulating Real and Synthetic Data", arXiv:2404.01413, linear-regression
+       analysis, result for replacing data (test error linear in the number of iterations).
+
+    Examples
+    --------
+    Spec check (Dohmatob's ``n = 5`` synthetic stages is ``g = 5``): ``6 · 50/149``.
+
+    >>> from synthloop.theory.regression import ols_replace_risk
+    >>> print(f"{ols_replace_risk(5, d=50, T=200, sigma=1.0):.4f}")
+    2.0134
+    >>> print(f"{ols_replace_risk(4, d=50, T=200, sigma=1.0):.4f}")
+    1.6779
+    >>> ols_replace_risk([0, 1, 2], d=10, T=11, sigma=1.0)  # T <= d + 1: outside the domain
+    array([nan, nan, nan])
+    """
+    g = _generation(generation)  # (...)
+    d, T = _count(d, "d"), _count(T, "T")
+    T0 = T if T0 is None else _count(T0, "T0")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+    first = sigma**2 * _inv_wishart_trace(d, T)
+    later = g * sigma0**2 * _inv_wishart_trace(d, T0)
+    return _out(first + np.where(g > 0, later, 0.0))
+
+
+def ols_replace_risk_asymptotic(generation, phi, sigma, phi0=None, sigma0=None):
+    r"""Excess risk of OLS under ``replace`` in the proportional limit ``d, T → ∞, d/T → φ``.
+
+    Parameters
+    ----------
+    generation : array_like of int
+        Generation ``g >= 0`` (see `ols_replace_risk`).
+    phi : array_like of float
+        Aspect ratio ``φ = d/T > 0`` of the real-data fit.
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    phi0 : array_like of float, optional
+        Aspect ratio ``φ0 = d/T0`` of the synthetic fits. Default: ``phi``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+
+    Returns
+    -------
+    risk : ndarray or numpy.float64
+        The limiting risk, broadcast over the arguments. NaN where ``φ >= 1``, or where
+        ``g >= 1`` and ``φ0 >= 1`` (over-parametrized: OLS is not the least-squares solution
+        and this formula does not apply).
+
+    Notes
+    -----
+    .. math::
+
+        E_g = \sigma^2 \frac{\phi}{1 - \phi} + g\,\sigma_0^2 \frac{\phi_0}{1 - \phi_0}.
+
+    It is the limit of `ols_replace_risk`: ``d/(T − d − 1) → φ/(1 − φ)``. Divided by the null
+    predictor's risk ``‖w*‖²_Σ`` it reads ``(1/SNR) φ/(1−φ) + (g/SNR0) φ0/(1−φ0)``.
+
+    References
+    ----------
+    .. [1] E. Dohmatob, Y. Feng, J. Kempe, "Model Collapse Demystified: The Case of
+       Regression", NeurIPS 2024, arXiv:2402.07712, Section 4 "Exact Test Error
+       Characterization".
+
+    Examples
+    --------
+    ``φ = φ0 = 1/4`` gives ``φ/(1−φ) = 1/3`` per fit: ``(g + 1)/3``.
+
+    >>> from synthloop.theory.regression import ols_replace_risk_asymptotic
+    >>> print(f"{ols_replace_risk_asymptotic(4, phi=0.25, sigma=1.0):.6f}")
+    1.666667
+    >>> print(f"{ols_replace_risk_asymptotic(5, phi=0.25, sigma=1.0):.6f}")
+    2.000000
+    """
+    g = _generation(generation)
+    phi = np.asarray(phi, dtype=float)
+    if not np.all(np.isfinite(phi)) or np.any(phi <= 0):
+        raise ValueError(f"phi must be a positive aspect ratio d/T, got {phi!r}")
+    if phi0 is None:
+        phi0 = phi
+    else:
+        phi0 = np.asarray(phi0, dtype=float)
+        if not np.all(np.isfinite(phi0)) or np.any(phi0 <= 0):
+            raise ValueError(f"phi0 must be a positive aspect ratio d/T0, got {phi0!r}")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+
+    def ratio(p):
+        p = np.asarray(p)
+        return np.divide(p, 1 - p, out=np.full(p.shape, np.nan), where=p < 1)
+
+    later = g * sigma0**2 * ratio(phi0)
+    return _out(sigma**2 * ratio(phi) + np.where(g > 0, later, 0.0))
+
+
+# ----------------------------------------------------------------------------- accumulate
+
+
+def ols_accumulate_risk_fixed_design(generation, d, T, sigma, sigma0=None):
+    r"""Exact excess risk of OLS under ``accumulate`` with a fixed design.
+
+    One design ``X`` (``T`` Gaussian rows, drawn once) is relabelled every generation, and
+    generation ``g`` fits OLS on the ``g + 1`` stacked copies of ``X`` with their labels: the
+    real ones and those produced by generations ``0 … g − 1``.
+
+    Parameters
+    ----------
+    generation : array_like of int
+        Generation ``g >= 0``.
+    d : array_like of int
+        Input dimension, ``d >= 1``.
+    T : array_like of int
+        Rows of the design (real and every synthetic set alike: ``T0 = T``).
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+
+    Returns
+    -------
+    risk : ndarray or numpy.float64
+        ``E ‖ŵ_g − w*‖²_Σ`` (averaged over the Gaussian design too), broadcast over the
+        arguments; NaN where ``T <= d + 1``.
+
+    Notes
+    -----
+    .. math::
+
+        E_g = \frac{d}{T - d - 1}\Big(\sigma^2 + \sigma_0^2 \sum_{k=2}^{g+1} \frac{1}{k^2}\Big)
+            = \frac{d}{T - d - 1}\Big(\sigma^2 + \sigma_0^2\big(\tfrac{\pi^2}{6} - 1
+              - \psi_1(g + 2)\big)\Big),
+
+    with ``ψ1`` the trigamma function.
+
+    Derivation (re-derived here; spec §1 gives it with ``n = g + 1``). Let
+    ``u_k = (XᵀX)⁻¹Xᵀε_k`` and ``e_g = ŵ_g − w*``. The normal equations of ``g + 1`` stacked
+    copies of ``X`` are ``(g+1) XᵀX ŵ_g = Xᵀ(Xw* + ε_0) + Σ_{k=1}^{g} Xᵀ(Xŵ_{k−1} + ε_k)``, i.e.
+    ``(g+1) e_g = Σ_{k=0}^{g} u_k + Σ_{k=0}^{g−1} e_k``. Subtracting the same identity at
+    ``g − 1`` gives ``(g+1) e_g − g e_{g−1} = u_g + e_{g−1}``, so
+
+        e_g = e_{g−1} + u_g / (g + 1) = Σ_{k=0}^{g} u_k / (k + 1).
+
+    The ``u_k`` are uncorrelated given ``X`` with ``E‖u_k‖² = σ_k² E tr((XᵀX)⁻¹) =
+    σ_k² d/(T − d − 1)`` (inverse-Wishart mean, whitened design), which gives the formula. It
+    does not depend on ``Σ`` or ``w*``; it increases to `ols_accumulate_bound` as
+    ``g → ∞``. Checked against a brute-force simulation (stacked least squares) in the tests.
+
+    References
+    ----------
+    .. [1] M. Gerstgrasser et al., "Is Model Collapse Inevitable? Breaking the Curse of
+       Recursion by Accumulating Real and Synthetic Data", arXiv:2404.01413, linear-regression
+       analysis, result for accumulating data (fixed design; bounded test error).
+
+    Examples
+    --------
+    The ratio to generation 0 is ``Σ_{k=1}^{g+1} 1/k²`` (1.5498 at ``g = 9``, → π²/6):
+
+    >>> from synthloop.theory.regression import ols_accumulate_risk_fixed_design
+    >>> r = ols_accumulate_risk_fixed_design([0, 9], d=10, T=100, sigma=1.0)
+    >>> print(f"{r[1] / r[0]:.4f}")
+    1.5498
+    """
+    g = _generation(generation)
+    d, T = _count(d, "d"), _count(T, "T")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+    tail = _BASEL_TAIL - special.polygamma(1, g + 2)  # sum_{k=2}^{g+1} 1/k^2, exactly 0 at g = 0
+    return _out(_inv_wishart_trace(d, T) * (sigma**2 + sigma0**2 * np.where(g > 0, tail, 0.0)))
+
+
+def ols_accumulate_bound(d, T, sigma, sigma0=None):
+    r"""Gerstgrasser et al.'s bound on the excess risk of OLS under ``accumulate``.
+
+    Parameters
+    ----------
+    d : array_like of int
+        Input dimension, ``d >= 1``.
+    T : array_like of int
+        Real samples, equal to the synthetic samples per generation.
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+
+    Returns
+    -------
+    bound : ndarray or numpy.float64
+        ``sup_g E_g``, broadcast over the arguments; NaN where ``T <= d + 1``.
+
+    Notes
+    -----
+    .. math::
+
+        \sup_g E_g = \frac{d}{T - d - 1}\Big(\sigma^2 + \sigma_0^2\big(\tfrac{\pi^2}{6} - 1\big)\Big),
+
+    which is ``π²/6 · σ² d/(T − d − 1)`` when ``σ0 = σ``. It is the ``g → ∞`` limit of
+    `ols_accumulate_risk_fixed_design`; with ``T0 = T`` the random-design risk
+    (`ols_accumulate_risk_random_design_closed_form`) stays below it, term by term.
+
+    References
+    ----------
+    .. [1] M. Gerstgrasser et al., "Is Model Collapse Inevitable? Breaking the Curse of
+       Recursion by Accumulating Real and Synthetic Data", arXiv:2404.01413, linear-regression
+       analysis, result for accumulating data (the π²/6 upper bound).
+
+    Examples
+    --------
+    >>> from synthloop.theory.regression import ols_accumulate_bound
+    >>> print(f"{ols_accumulate_bound(d=10, T=100, sigma=1.0):.4f}")  # π²/6 · 10/89
+    0.1848
+    """
+    d, T = _count(d, "d"), _count(T, "T")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+    return _out(_inv_wishart_trace(d, T) * (sigma**2 + sigma0**2 * _BASEL_TAIL))
+
+
+def ols_accumulate_risk_random_design_closed_form(generation, d, T, sigma, T0=None, sigma0=None):
+    r"""Exact excess risk of OLS under ``accumulate`` with a fresh design every generation.
+
+    Generation ``g >= 1`` adds ``T0`` fresh Gaussian rows labelled by generation ``g − 1`` (noise
+    ``sigma0``) and fits OLS on every row so far (``T + g T0`` rows).
+
+    Parameters
+    ----------
+    generation : array_like of int
+        Generation ``g >= 0``.
+    d : array_like of int
+        Input dimension, ``d >= 1``.
+    T : array_like of int
+        Number of real samples.
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    T0 : array_like of int, optional
+        Fresh synthetic rows per generation. Default: ``T``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+
+    Returns
+    -------
+    risk : ndarray or numpy.float64
+        ``E ‖ŵ_g − w*‖²_Σ``, broadcast over the arguments; NaN where ``T <= d + 1``.
+
+    Notes
+    -----
+    With ``N_k = T + k T0`` rows after generation ``k``,
+
+    .. math::
+
+        E_g = \sigma^2\frac{d}{T - d - 1}
+              + \sigma_0^2 \sum_{k=1}^{g} \frac{T_0}{N_k}\,\frac{d}{N_k - d - 1}
+            = \sigma^2\frac{d}{T - d - 1} + \sigma_0^2 \frac{d}{d + 1}
+              \big[\psi(g+1+c) - \psi(1+c) - \psi(g+1+a) + \psi(1+a)\big],
+
+    ``a = T/T0``, ``c = (T − d − 1)/T0``, ``ψ`` the digamma function (partial fractions).
+
+    Derivation (not in the cited papers, which treat this case only by its bound; derived
+    for synthloop and checked against brute-force simulation in the tests). Let
+    ``A_g = Σ_{k≤g} X_kᵀX_k`` and ``b_k = X_kᵀε_k``. This is recursive least squares: the
+    normal equations give ``A_g e_g = A_{g−1} e_{g−1} + X_gᵀX_g e_{g−1} + b_g = A_g e_{g−1} + b_g``
+    because the residual of the new labels against the previous model is the pure noise
+    ``ε_g``. Hence ``e_g = e_{g−1} + A_g⁻¹ b_g = Σ_{k≤g} A_k⁻¹ b_k``, the terms are
+    uncorrelated, and ``E[‖e_g‖² | X] = Σ_{k≤g} σ_k² tr(A_k⁻² X_kᵀX_k)``. All
+    ``N_k`` rows of ``A_k`` are i.i.d. (whitened), so by exchangeability each row ``x`` has
+    ``E xᵀA_k⁻²x = E tr(A_k⁻¹)/N_k = d/(N_k (N_k − d − 1))``; the ``T0`` rows of generation ``k``
+    give the ``k``-th term. The same identity with ``A_k = (k+1)XᵀX`` recovers the fixed-design
+    formula. With ``T0 = T`` each term is at most its fixed-design counterpart, so the risk
+    stays below `ols_accumulate_bound`. Independent of ``Σ`` and ``w*``.
+
+    References
+    ----------
+    .. [1] M. Gerstgrasser et al., "Is Model Collapse Inevitable? Breaking the Curse of
+       Recursion by Accumulating Real and Synthetic Data", arXiv:2404.01413 (setting and
+       bound; this exact form is derived here).
+
+    Examples
+    --------
+    With ``T0 = T`` and ``d ≪ T`` it approaches the fixed-design value ``Σ_{k≤g+1} 1/k²``:
+
+    >>> from synthloop.theory.regression import ols_accumulate_risk_random_design_closed_form
+    >>> r = ols_accumulate_risk_random_design_closed_form([0, 9], d=1, T=10**6, sigma=1.0)
+    >>> print(f"{r[1] / r[0]:.4f}")
+    1.5498
+    """
+    g = _generation(generation)
+    d, T = _count(d, "d"), _count(T, "T")
+    T0 = T if T0 is None else _count(T0, "T0")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+    first = _inv_wishart_trace(d, T)  # NaN where T <= d + 1
+    ok = np.isfinite(first)
+    a = T / T0
+    c = np.where(ok, (T - d - 1) / T0, 1.0)  # c > 0 in the domain; placeholder elsewhere
+    later = d / (d + 1) * (special.digamma(g + 1 + c) - special.digamma(1 + c)
+                           - special.digamma(g + 1 + a) + special.digamma(1 + a))
+    return _out(sigma**2 * first + np.where(ok, sigma0**2 * np.where(g > 0, later, 0.0), np.nan))
+
+
+@dataclass(frozen=True, eq=False)
+class MonteCarloRisk:
+    """A Monte Carlo risk curve over generations ``g = 0 … G``.
+
+    Attributes
+    ----------
+    mean : numpy.ndarray, shape (G + 1,)
+        Estimated risk per generation (read-only).
+    sem : numpy.ndarray, shape (G + 1,)
+        Standard error of ``mean`` (sample standard deviation over draws / sqrt(draws)).
+    draws : int
+        Number of independent draws averaged.
+    """
+
+    mean: np.ndarray
+    sem: np.ndarray
+    draws: int
+
+
+def _wishart_factor(rng: np.random.Generator, draws: int, n: int, d: int) -> np.ndarray:
+    """``F`` of shape (draws, d, m) with ``F Fᵀ ~ Wishart_d(n, I)`` independently per draw.
+
+    Bartlett decomposition (``m = d``, cost independent of ``n``) when ``n >= d``; else the
+    transposed Gaussian design itself (``m = n < d``).
+    """
+    if n < d:
+        return np.swapaxes(rng.standard_normal((draws, n, d)), 1, 2)  # (draws, d, n)
+    L = np.zeros((draws, d, d))
+    below = np.tril_indices(d, -1)
+    L[:, below[0], below[1]] = rng.standard_normal((draws, below[0].size))
+    diag = np.arange(d)
+    L[:, diag, diag] = np.sqrt(rng.chisquare(n - diag, size=(draws, d)))  # chi2 with n, n-1, …, n-d+1 dof
+    return L
+
+
+@functools.lru_cache(maxsize=256)
+def _accumulate_random_mc(G: int, d: int, T: int, sigma: float, T0: int, sigma0: float,
+                          draws: int, seed: int) -> MonteCarloRisk:
+    if T <= d + 1:
+        nan = np.full(G + 1, np.nan)
+        nan.flags.writeable = False
+        return MonteCarloRisk(mean=nan, sem=nan, draws=draws)
+    rng = np.random.default_rng(seed)
+    per_draw = np.empty((draws, G + 1))  # conditional risk E[‖e_g‖² | designs], per draw
+    A = np.zeros((draws, d, d))  # running Gram matrix A_g
+    total = np.zeros(draws)
+    for g in range(G + 1):
+        n, s = (T, sigma) if g == 0 else (T0, sigma0)
+        F = _wishart_factor(rng, draws, n, d)  # (draws, d, m), X_gᵀX_g = F Fᵀ
+        A += F @ np.swapaxes(F, 1, 2)
+        Y = np.linalg.solve(A, F)  # A_g⁻¹ F, (draws, d, m)
+        total += s**2 * np.einsum("rij,rij->r", Y, Y)  # σ_g² tr(A_g⁻¹ G_g A_g⁻¹)
+        per_draw[:, g] = total
+    mean = per_draw.mean(axis=0)
+    sem = per_draw.std(axis=0, ddof=1) / np.sqrt(draws)
+    mean.flags.writeable = False
+    sem.flags.writeable = False
+    return MonteCarloRisk(mean=mean, sem=sem, draws=draws)
+
+
+def ols_accumulate_risk_random_design(generation, d, T, sigma, T0=None, sigma0=None, draws=2000, seed=0):
+    r"""Monte Carlo (over designs) excess risk of OLS under ``accumulate``, fresh design each generation.
+
+    The setting of `ols_accumulate_risk_random_design_closed_form`, computed numerically:
+    generation ``g >= 1`` adds ``T0`` fresh rows ``X_g`` labelled ``X_g ŵ_{g−1} + ε_g``
+    (``ε_g ~ N(0, σ0² I)``); the real rows carry noise ``σ``; model ``g`` is OLS on all rows so far.
+
+    Parameters
+    ----------
+    generation : int
+        The number of generations ``G >= 0``. Unlike the other functions this is not a single
+        generation: the result covers every ``g = 0, 1, …, G``.
+    d : int
+        Input dimension, ``d >= 1``.
+    T : int
+        Number of real samples.
+    sigma : float
+        Standard deviation of the real label noise, ``>= 0``.
+    T0 : int, optional
+        Fresh synthetic rows per generation. Default: ``T``.
+    sigma0 : float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+    draws : int, optional
+        Independent draws of the designs (default 2000), ``>= 2``.
+    seed : int, optional
+        Seed of the ``numpy.random.Generator`` used (default 0). The result is a pure function
+        of the arguments and is cached (``functools.lru_cache``).
+
+    Returns
+    -------
+    MonteCarloRisk
+        ``mean`` and ``sem``, shape (G + 1,), for ``g = 0 … G``; all NaN where ``T <= d + 1``.
+
+    Notes
+    -----
+    Whitened coordinates (``Σ = I``; the risk does not depend on ``Σ`` or ``w*``). Per draw, the
+    Gram matrices ``G_0 ~ Wishart_d(T, I)`` and ``G_k ~ Wishart_d(T0, I)`` are sampled directly
+    (Bartlett decomposition ``G = L Lᵀ``, so the cost does not depend on ``T``; for ``T0 < d``
+    the ``T0 × d`` design itself). With ``A_g = Σ_{k≤g} G_k`` the model error obeys the
+    recursive-least-squares identity ``e_g = e_{g−1} + A_g⁻¹ X_gᵀε_g`` (derived in
+    `ols_accumulate_risk_random_design_closed_form`; the direct recursion
+    ``S_g = S_{g−1} + G_g e_{g−1} + b_g``, ``e_g = A_g⁻¹S_g`` reduces to it). The noise is
+    integrated out exactly (Rao–Blackwellization):
+
+    .. math::
+
+        E\big[\|e_g\|^2 \mid G_0, \dots, G_g\big] = \sum_{k=0}^{g} \sigma_k^2
+            \operatorname{tr}\big(A_k^{-1} G_k A_k^{-1}\big) = \sum_{k=0}^{g} \sigma_k^2
+            \|A_k^{-1} L_k\|_F^2,
+
+    ``σ_0 = σ``, ``σ_k = σ0`` for ``k >= 1``, and the Monte Carlo average is over designs only.
+    Cost ``O(draws · G · d³)``. Its expectation equals the closed form; this function is the
+    independent numerical check of it (and of `ols_accumulate_bound`), agreeing within a few
+    ``sem`` in the tests.
+
+    References
+    ----------
+    .. [1] M. Gerstgrasser et al., "Is Model Collapse Inevitable? Breaking the Curse of
+       Recursion by Accumulating Real and Synthetic Data", arXiv:2404.01413, linear-regression
+       analysis (setting and the π²/6 bound).
+
+    Examples
+    --------
+    Generation 0 is plain OLS on ``T`` real samples, ``σ² d/(T − d − 1) = 10/89``:
+
+    >>> from synthloop.theory.regression import ols_accumulate_risk_random_design
+    >>> mc = ols_accumulate_risk_random_design(50, d=10, T=100, sigma=1.0)
+    >>> mc.mean.shape
+    (51,)
+    >>> bool(abs(mc.mean[0] - 10 / 89) < 4 * mc.sem[0])
+    True
+    """
+    G = int(_generation(generation).item()) if np.ndim(generation) == 0 else None
+    if G is None:
+        raise ValueError(f"generation must be a single non-negative integer (the number of generations G), got {generation!r}")
+    for name, value in (("d", d), ("T", T)) + ((("T0", T0),) if T0 is not None else ()):
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar here, got {value!r}")
+    d, T = int(_count(d, "d")), int(_count(T, "T"))
+    T0 = T if T0 is None else int(_count(T0, "T0"))
+    if np.ndim(sigma) != 0 or (sigma0 is not None and np.ndim(sigma0) != 0):
+        raise ValueError("sigma and sigma0 must be scalars here")
+    sigma = float(_scale(sigma, "sigma"))
+    sigma0 = sigma if sigma0 is None else float(_scale(sigma0, "sigma0"))
+    if np.ndim(draws) != 0:
+        raise ValueError(f"draws must be an integer >= 2, got {draws!r}")
+    draws = int(_integers(draws, "draws", 2, "an integer >= 2"))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return _accumulate_random_mc(G, d, T, sigma, T0, sigma0, draws, int(seed))
+
+
+# ----------------------------------------------------------------------------- growing
+
+
+def ols_growing_risk(generation, d, T, sigma, T0=None, sigma0=None):
+    r"""Exact excess risk of OLS when the synthetic sample size grows with the generation.
+
+    The ``growing`` workflow: replace, but generation ``g >= 1`` fits ``g · T0`` fresh inputs
+    labelled by generation ``g − 1`` (noise ``sigma0``); generation 0 fits ``T`` real samples.
+    This matches ``synthloop.workflows.Growing`` (``synthetic_size = g · base``).
+
+    Parameters
+    ----------
+    generation : array_like of int
+        Generation ``g >= 0``.
+    d : array_like of int
+        Input dimension, ``d >= 1``.
+    T : array_like of int
+        Number of real samples.
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    T0 : array_like of int, optional
+        Growth unit: generation ``g >= 1`` has ``g · T0`` samples. Default: ``T``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+
+    Returns
+    -------
+    risk : ndarray or numpy.float64
+        ``E ‖ŵ_g − w*‖²_Σ``, broadcast over the arguments. NaN where ``T <= d + 1``, or where
+        ``g >= 1`` and ``T0 <= d + 1`` (generation 1 has ``T0`` samples; later ones have more).
+
+    Notes
+    -----
+    .. math::
+
+        E_g = \sigma^2\frac{d}{T - d - 1} + \sigma_0^2 \sum_{k=1}^{g} \frac{d}{k T_0 - d - 1}
+            = \sigma^2\frac{d}{T - d - 1} + \sigma_0^2 \frac{d}{T_0}
+              \big[\psi(g + 1 - c) - \psi(1 - c)\big],\qquad c = \frac{d+1}{T_0},
+
+    ``ψ`` the digamma function. Derivation as in `ols_replace_risk` (random design): the errors
+    add independent increments ``X_k^+ ε_k`` with ``E‖X_k^+ ε_k‖² = σ0² d/(k T0 − d − 1)``.
+    Independent of ``Σ`` and ``w*``.
+
+    Approximation: with ``T0 = T``, ``σ0 = σ`` and ``d ≪ T``, ``E_g ≈ (1 + H_g) E_0`` with
+    ``H_g = 1 + 1/2 + … + 1/g`` (≈ ``log g``), the harmonic growth reported by Dohmatob et al.
+    With the schedule of spec §1, where the sizes run ``T, 2T, 3T, …`` (generation ``g``
+    receiving ``(g + 1) T``), the same argument gives ``H_{g+1} E_0`` instead; synthloop's
+    ``growing`` workflow synthesizes ``g · T0``, which is what this function computes.
+
+    References
+    ----------
+    .. [1] E. Dohmatob, Y. Feng, J. Kempe, "Model Collapse Demystified: The Case of
+       Regression", NeurIPS 2024, arXiv:2402.07712, Section 4 "Exact Test Error
+       Characterization" (synthetic sample sizes growing with the generation).
+
+    Examples
+    --------
+    Harmonic check (``d ≪ T``): ``E_9 / E_0 ≈ 1 + H_9 = 3.8290``.
+
+    >>> from synthloop.theory.regression import ols_growing_risk
+    >>> r = ols_growing_risk([0, 9], d=1, T=10**6, sigma=1.0)
+    >>> print(f"{r[1] / r[0]:.4f}")
+    3.8290
+    """
+    g = _generation(generation)
+    d, T = _count(d, "d"), _count(T, "T")
+    T0 = T if T0 is None else _count(T0, "T0")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+    first = sigma**2 * _inv_wishart_trace(d, T)
+    ok = T0 > d + 1  # then k·T0 > d + 1 for every k >= 1
+    c = np.where(ok, (d + 1) / T0, 0.0)  # c < 1 in the domain; placeholder elsewhere
+    later = sigma0**2 * d / T0 * (special.digamma(g + 1 - c) - special.digamma(1 - c))
+    later = np.where(ok, later, np.nan)
+    return _out(first + np.where(g > 0, later, 0.0))

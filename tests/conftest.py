@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+import synthloop
+
+
+def z_for(checks: int, alpha: float = 1e-3) -> float:
+    """Two-sided normal quantile with a Bonferroni correction over ``checks`` comparisons."""
+    return float(stats.norm.ppf(1 - alpha / (2 * checks)))
+
+
+def regression(**overrides):
+    """A small regression experiment with dotted-key overrides."""
+    base = {"task.d": 5, "task.T": 30, "generations": 10, "replicates": 400}
+    base.update(overrides)
+    return synthloop.Experiment().with_overrides(base)
+
+
+def mean_and_sem(run, workflow: str, metric: str = "excess_risk"):
+    """Per-generation mean and standard error over replicates, as arrays indexed by generation."""
+    frame = run.metrics[(run.metrics["workflow"] == workflow) & (run.metrics["metric"] == metric)]
+    table = frame.pivot(index="generation", columns="replicate", values="value").sort_index()
+    values = table.to_numpy()  # (G + 1, R)
+    return values.mean(axis=1), values.std(axis=1, ddof=1) / np.sqrt(values.shape[1]), values
+
+
+def theory_values(run, workflow: str, kind: str = "exact"):
+    frame = run.theory[(run.theory["workflow"] == workflow) & (run.theory["kind"] == kind)].sort_values("generation")
+    return frame["value"].to_numpy()
+
+
+@pytest.fixture(autouse=True)
+def _no_display(monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
