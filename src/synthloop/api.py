@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import report
+from . import report, seeding
 from .experiment import Experiment, load_experiment
 from .loop import GenerationRecord, run_loop
 from .store import RunStore, generations_frame, metrics_frame
@@ -177,6 +177,15 @@ def run(
         store.prepare(experiment, overwrite=overwrite)
     task = experiment.build_task()
     records: dict[str, list[GenerationRecord]] = {}
+    shared_real: list = []
+
+    def sample_real():
+        # Drawn once, on first need: every workflow starts from the same real data.
+        if not shared_real:
+            rngs = seeding.replicate_generators(experiment.seed, experiment.replicates, seeding.REAL_STREAM)
+            shared_real.append(task.sample_real(rngs))
+        return shared_real[0]
+
     for workflow in experiment.workflows:
         callback = None if on_generation is None else (lambda rec, key=workflow.key: on_generation(key, rec))
         records[workflow.key] = run_loop(
@@ -187,6 +196,7 @@ def run(
             seed=experiment.seed,
             checkpoint=store.checkpoint(workflow.key) if store is not None else None,
             on_generation=callback,
+            sample_real=sample_real,
         )
     theory, notes = theory_frame(experiment)
     result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None)

@@ -91,17 +91,23 @@ def run_loop(
     seed: int,
     checkpoint: Checkpoint | None = None,
     on_generation: Callable[[GenerationRecord], None] | None = None,
+    sample_real: Callable[[], Any] | None = None,
 ) -> list[GenerationRecord]:
     """Run ``generations`` rounds of ``workflow`` on ``task`` and return one record per generation.
 
     Replicate ``r`` draws real data from stream ``(seed, r, "real")`` — shared by every workflow,
     so all workflows start from the same generation 0 — and everything else from
-    ``(seed, r, workflow.key)``.
+    ``(seed, r, workflow.key)``. Workflows of one experiment may share the real data through
+    ``sample_real`` (a zero-argument callable returning what ``task.sample_real`` would), which
+    saves drawing and factorizing the same data once per workflow.
     """
     state = checkpoint.load() if checkpoint is not None else None
     if state is None:
         start = time.perf_counter()
-        real = task.sample_real(seeding.replicate_generators(seed, replicates, seeding.REAL_STREAM))
+        if sample_real is None:
+            real = task.sample_real(seeding.replicate_generators(seed, replicates, seeding.REAL_STREAM))
+        else:
+            real = sample_real()
         rngs = seeding.replicate_generators(seed, replicates, workflow.key)
         pool = Pool([Source(0, real, task.real_size, task.statistics(real))])
         model, composition = _fit(task, workflow, pool, 0, rngs)

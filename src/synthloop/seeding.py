@@ -11,7 +11,7 @@ a workflow from an experiment changes none of the others' numbers.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,9 +32,12 @@ def replicate_generators(seed: int, replicates: int, stream: str) -> list[np.ran
     ]
 
 
-def draw(rngs: Sequence[np.random.Generator], sample: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
-    """Stack one draw per replicate along a new leading axis: ``sample(rng)`` of shape ``s`` -> ``(R, *s)``."""
-    return np.stack([sample(rng) for rng in rngs])
+def standard_normal(rngs: Sequence[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal draws of ``shape`` per replicate, ``(R, *shape)``, written in place."""
+    out = np.empty((len(rngs), *shape))
+    for rng, row in zip(rngs, out):
+        rng.standard_normal(out=row)
+    return out
 
 
 def generator_states(rngs: Sequence[np.random.Generator]) -> list[dict]:

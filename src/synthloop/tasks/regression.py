@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import model_validator
+from scipy.linalg import blas
 
 from .. import seeding
 from ..pool import TrainingSet
@@ -122,6 +123,17 @@ def min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return np.einsum("rij,rj->ri", vecs, inv * np.einsum("rji,rj->ri", vecs, rhs))
 
 
+def weighted_gram(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``Xᵀ diag(c) X`` per replicate over the rows with ``c > 0`` (BLAS syrk: half a matmul's work)."""
+    R, _, d = x.shape
+    gram = np.empty((R, d, d))
+    for r in range(R):
+        rows = counts[r] > 0
+        upper = blas.dsyrk(1.0, x[r, rows] * np.sqrt(counts[r, rows])[:, None], trans=1)
+        gram[r] = upper + np.triu(upper, 1).T
+    return gram
+
+
 class RegressionTask(Task):
     Config = RegressionConfig
     primary_metric = "excess_risk"
@@ -147,15 +159,16 @@ class RegressionTask(Task):
 
     def _inputs(self, n: int, rngs) -> np.ndarray:
         scale = np.sqrt(self.spectrum_)
-        return seeding.draw(rngs, lambda rng: rng.standard_normal((n, self.config.d)) * scale)  # (R, n, d)
+        x = seeding.standard_normal(rngs, (n, self.config.d))  # (R, n, d)
+        return x if self.config.spectrum == "isotropic" else x * scale
 
     def _labels(self, x: np.ndarray, coef: np.ndarray, sigma: float, rngs) -> np.ndarray:
-        noise = seeding.draw(rngs, lambda rng: rng.standard_normal(x.shape[1]))  # (R, n)
+        noise = seeding.standard_normal(rngs, (x.shape[1],))  # (R, n)
         return np.einsum("rnd,rd->rn", x, coef) + sigma * noise
 
     def sample_real(self, rngs) -> RealRegressionData:
         c = self.config
-        w_star = seeding.draw(rngs, lambda rng: rng.standard_normal(c.d))
+        w_star = seeding.standard_normal(rngs, (c.d,))
         w_star *= c.w_norm / np.linalg.norm(w_star, axis=1, keepdims=True)  # (R, d)
         x = self._inputs(c.T, rngs)
         y = self._labels(x, w_star, c.sigma, rngs)
@@ -191,17 +204,40 @@ class RegressionTask(Task):
                 return LinearModel(np.einsum("rdt,rt->rd", real.operator, stats.y / stats.weight))
             return LinearModel(self._solve(stats.gram, stats.xty, stats.count, full_rank=stats.count >= c.d))
         if c.design == "fixed":
-            # Rows drawn from several relabellings of one X: count and label sums per X row.
-            R, T = real.y.shape
-            flat = (np.arange(R)[:, None] * T + training.local_rows()).ravel()
-            counts = np.bincount(flat, minlength=R * T).reshape(R, T).astype(float)
-            sums = np.bincount(flat, weights=training.rows("y").ravel(), minlength=R * T).reshape(R, T)
-            gram = np.matmul(real.x.transpose(0, 2, 1) * counts[:, None, :], real.x)
-            xty = np.einsum("rti,rt->ri", real.x, sums)
-            return LinearModel(self._solve(gram, xty, training.mixture.rows.shape[1], full_rank=False))
+            return LinearModel(self._fit_fixed_design_rows(training, real))
         x, y = training.rows("x"), training.rows("y")
         gram, xty = np.matmul(x.transpose(0, 2, 1), x), np.einsum("rni,rn->ri", x, y)
         return LinearModel(self._solve(gram, xty, y.shape[1], full_rank=y.shape[1] >= c.d))
+
+    def _fit_fixed_design_rows(self, training: TrainingSet, real: RealRegressionData) -> np.ndarray:
+        """Fit on rows drawn from several relabellings of one X, via counts and label sums per X row.
+
+        Duplicated rows only reweight the least-squares problem ``Σ_i c_i (x_iᵀw − ȳ_i)²``. With
+        Gaussian rows, ``m`` distinct rows have rank ``min(m, d)`` almost surely: when ``m ≥ d``
+        the weighted Gram matrix is invertible, otherwise the minimum-norm solution interpolates
+        the distinct rows' mean labels, ``X_sᵀ(X_s X_sᵀ)⁻¹ȳ_s``, whatever the weights.
+        """
+        x, d = real.x, self.config.d  # (R, T, d)
+        R, T = real.y.shape
+        flat = (np.arange(R)[:, None] * T + training.local_rows()).ravel()
+        counts = np.bincount(flat, minlength=R * T).reshape(R, T).astype(float)
+        sums = np.bincount(flat, weights=training.rows("y").ravel(), minlength=R * T).reshape(R, T)
+        n = training.mixture.rows.shape[1]
+        coef = np.empty((R, d))
+        full = (counts > 0).sum(axis=1) >= d if self.config.ridge == 0 else np.ones(R, bool)
+        if full.all():  # the common case: no copy of the (R, T, d) design
+            return self._solve(weighted_gram(x, counts), np.einsum("rti,rt->ri", x, sums), n, full_rank=True)
+        if full.any():
+            gram = weighted_gram(x[full], counts[full])
+            coef[full] = self._solve(gram, np.einsum("rti,rt->ri", x[full], sums[full]), n, full_rank=True)
+        if not full.all():
+            xs, seen = x[~full], counts[~full] > 0  # (R', T, d), (R', T)
+            kernel = np.matmul(xs, xs.transpose(0, 2, 1)) * (seen[:, :, None] & seen[:, None, :])
+            kernel[:, np.arange(T), np.arange(T)] += ~seen  # unseen rows: identity, zero target
+            target = np.where(seen, sums[~full] / np.where(seen, counts[~full], 1.0), 0.0)
+            alpha = np.linalg.solve(kernel, target[..., None])[..., 0]
+            coef[~full] = np.einsum("rti,rt->ri", xs, alpha)
+        return coef
 
     def _solve(self, gram, xty, n, full_rank: bool) -> np.ndarray:
         if self.config.ridge > 0:
