@@ -20,7 +20,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
-from .tasks import Task, TaskConfig, resolve_task
+from .tasks import TASKS, Task, TaskConfig, resolve_task
 from .validation import ConfigError, Integer, StrictModel, validate
 from .workflows import WORKFLOWS, AccumulateSubsample, WorkflowConfig
 
@@ -58,7 +58,7 @@ class Experiment(StrictModel):
         base_dir = (info.context or {}).get("base_dir")
         name = value.get("name", "regression")
         task_cls = resolve_task(name, base_dir)
-        if task_cls.Config.model_fields["name"].annotation is str and isinstance(name, str) and ":" in name:
+        if name not in TASKS:
             # A user task file is recorded by absolute path, so the resolved config reloads anywhere.
             file, cls_name = name.rsplit(":", 1)
             path = Path(file).expanduser()

@@ -79,7 +79,9 @@ class Checkpoint(Protocol):
 def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> tuple[Any, np.ndarray]:
     mixture = workflow.compose(pool.sizes, generation, rngs)
     training = TrainingSet(pool, mixture)
-    return task.fit(training, rngs), training.composition()
+    model = task.fit(training, rngs)
+    pool.forget(keep_history=workflow.reads_history, keep_rows=workflow.reads_rows)
+    return model, training.composition()
 
 
 def run_loop(

@@ -85,6 +85,19 @@ class Pool:
         if source.statistics is not None:
             self._total = source.statistics if self._total is None else self._total + source.statistics
 
+    def forget(self, keep_history: bool, keep_rows: bool) -> None:
+        """Drop what no later mixture can read: every synthetic source's data when only the
+        newest source is ever used, or the rows of sources whose statistics suffice. Provenance
+        (generation, size) stays; the real data always stay."""
+        for source in self.sources[1:]:
+            if not keep_history:
+                source.data, source.statistics = None, None
+            elif not keep_rows and source.statistics is not None:
+                source.data = None
+        if not keep_history:
+            self._total = None
+        self._stacks.clear()
+
     @property
     def sizes(self) -> np.ndarray:
         return np.array([s.size for s in self.sources], dtype=np.int64)
@@ -123,6 +136,8 @@ class Pool:
         in total rather than ``O(N G)``.
         """
         buffer, n_sources, n_rows = self._stacks.get(name, (None, 0, 0))
+        if any(s.data is None for s in self.sources[n_sources:]):
+            raise ValueError("the rows of an earlier source were released: this workflow reads statistics or the newest source only")
         new = [getattr(s.data, name) for s in self.sources[n_sources:]]
         if any(a is None for a in new):
             raise ValueError(f"some sources have no field {name!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 import numpy as np
 from pydantic import Field
@@ -25,7 +25,16 @@ from .validation import Integer, StrictModel
 
 
 class Workflow(StrictModel, ABC):
-    """Interface the loop calls; subclasses add their parameters as fields."""
+    """Interface the loop calls; subclasses add their parameters as fields.
+
+    Two class attributes tell the pool what it may forget after each generation, which keeps
+    memory and checkpoints bounded: ``reads_history`` (False when only the newest synthetic
+    source is ever used) and ``reads_rows`` (True when mixtures draw individual rows, so sources
+    must keep their rows rather than only their sufficient statistics).
+    """
+
+    reads_history: ClassVar[bool] = True
+    reads_rows: ClassVar[bool] = False
 
     name: str
     label: str | None = Field(default=None, description="name shown in tables and figures; defaults to `name`")
@@ -53,6 +62,7 @@ def _newest_only(sizes: np.ndarray) -> Mixture:
 class Replace(Workflow):
     """Train generation ``g`` on the data synthesized by generation ``g - 1`` only (a.k.a. discard)."""
 
+    reads_history: ClassVar[bool] = False
     name: Literal["replace"] = "replace"
 
     def compose(self, sizes, generation, rngs):
@@ -75,6 +85,7 @@ class AccumulateSubsample(Workflow):
     in every generation (Kazdan et al. 2024).
     """
 
+    reads_rows: ClassVar[bool] = True
     name: Literal["accumulate-subsample"] = "accumulate-subsample"
     budget: Integer(1, 10**9) | None = Field(default=None, description="rows per training set; default: the real data's size")
 
@@ -90,6 +101,7 @@ class AccumulateSubsample(Workflow):
 class Growing(Workflow):
     """Replace, but generation ``g`` receives ``g`` times as many synthetic examples (Dohmatob et al. 2024)."""
 
+    reads_history: ClassVar[bool] = False
     name: Literal["growing"] = "growing"
 
     def synthetic_size(self, generation, base):

@@ -193,7 +193,7 @@ class RegressionTask(Task):
     def statistics(self, data: RegressionData):
         if self.config.design == "fixed":
             return LabelSums(data.y, 1.0)
-        return GramStats(np.einsum("rni,rnj->rij", data.x, data.x), np.einsum("rni,rn->ri", data.x, data.y), float(data.y.shape[1]))
+        return GramStats(np.matmul(data.x.transpose(0, 2, 1), data.x), np.einsum("rni,rn->ri", data.x, data.y), float(data.y.shape[1]))
 
     def fit(self, training: TrainingSet, rngs) -> LinearModel:
         c = self.config
