@@ -21,7 +21,7 @@ from synthloop.experiment import load_experiment
         (["generation=3"], r"^generation is not a known key; known keys: description, generations"),
         (["task.name=lasso"], r"^task.name must be one of \['regression'\] or 'file.py:ClassName'; got 'lasso'$"),
         (["task.name=missing.py:Foo"], r"^task.name refers to .*missing.py, which does not exist$"),
-        (["workflows=replace,discard"], r"^workflows\[1\].name must be one of 'replace', 'accumulate', 'accumulate-subsample', 'growing'; got 'discard'$"),
+        (["workflows=replace,discard"], r"^workflows\[1\].name must be one of 'replace', 'accumulate', 'accumulate-subsample', 'growing', 'weighted', .*; got 'discard'$"),
         (["workflows=[]"], r"^workflows: list should have at least 1 item"),
         (["workflows[2].budget=0"], r"^workflows\[2\].budget must be an integer in \[1, 1000000000\]; got 0$"),
         (["workflows[2].budget=500"], r"^workflows\[2\].budget must be an integer in \[1, 100\] \(at most the real data's size"),

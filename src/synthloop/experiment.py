@@ -22,7 +22,7 @@ from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, mod
 
 from .tasks import TASKS, Task, TaskConfig, resolve_task
 from .validation import ConfigError, Integer, StrictModel, validate
-from .workflows import WORKFLOWS, AccumulateSubsample, WorkflowConfig
+from .workflows import WORKFLOWS, WorkflowConfig
 
 
 class ReportConfig(StrictModel):
@@ -83,11 +83,9 @@ class Experiment(StrictModel):
         task = self.build_task()
         capacity = task.synthetic_capacity()
         for i, workflow in enumerate(self.workflows):
-            if isinstance(workflow, AccumulateSubsample) and workflow.budget is not None and workflow.budget > task.real_size:
-                raise ValueError(
-                    f"workflows[{i}].budget must be an integer in [1, {task.real_size}] (at most the real data's size, "
-                    f"so every generation can draw a full budget); got {workflow.budget}"
-                )
+            problem = workflow.size_problem(task.real_size, task.synthetic_size)
+            if problem:
+                raise ValueError(f"workflows[{i}].{problem}")
             if capacity is not None:
                 largest = max(workflow.synthetic_size(g, task.synthetic_size) for g in (1, self.generations))
                 if largest > capacity[0]:

@@ -29,6 +29,7 @@ from scipy.linalg import blas
 from .. import seeding
 from ..pool import TrainingSet
 from ..theory import regression as theory
+from ..theory import workflows as mixture_theory
 from ..validation import Integer, Real
 from ..workflows import Workflow
 from .base import Task, TaskConfig, Theory, TheoryCurve
@@ -283,4 +284,13 @@ class RegressionTask(Task):
                 bound = np.full(generations + 1, theory.ols_accumulate_bound(d, T, sigma, sigma0=sigma0))
                 curves.append(TheoryCurve("excess_risk", bound, "bound", "Gerstgrasser et al. 2024, π²/6 bound"))
             return Theory(curves)
-        return Theory(note=f"no closed form for the {workflow.name!r} workflow")
+        if c.design == "fixed" and not workflow.reads_rows:
+            # Any whole-source mixture on one fixed design follows Dey & Donoho's recursion exactly.
+            alpha = np.zeros((generations + 1, generations + 1))
+            for k in range(generations + 1):
+                alpha[k, : k + 1] = workflow.compose(np.full(k + 1, T), k, []).weights
+            variances = np.full(generations + 1, sigma0**2 * d / (T - d - 1))
+            variances[0] = sigma**2 * d / (T - d - 1)
+            values = mixture_theory.mixture_risk(alpha, variances)
+            return Theory([TheoryCurve("excess_risk", values, "exact", "Dey & Donoho 2024 mixture recursion (exact for a fixed design)")])
+        return Theory(note=f"no closed form for the {workflow.name!r} workflow on a {c.design} design")
