@@ -19,7 +19,7 @@ from synthloop.experiment import load_experiment
         (["task.design=rotated"], r"^task.design must be one of 'fixed' or 'random'; got 'rotated'$"),
         (["task.dimension=3"], r"^task.dimension is not a known key; known keys: T, T0, beta, d, design"),
         (["generation=3"], r"^generation is not a known key; known keys: description, generations"),
-        (["task.name=lasso"], r"^task.name must be one of \['regression'\] or 'file.py:ClassName'; got 'lasso'$"),
+        (["task.name=lasso"], r"^task.name must be one of \[.*'regression'.*\] or 'file.py:ClassName'; got 'lasso'$"),
         (["task.name=missing.py:Foo"], r"^task.name refers to .*missing.py, which does not exist$"),
         (["workflows=replace,discard"], r"^workflows\[1\].name must be one of 'replace', 'accumulate', 'accumulate-subsample', 'growing', 'weighted', .*; got 'discard'$"),
         (["workflows=[]"], r"^workflows: list should have at least 1 item"),
@@ -31,6 +31,7 @@ from synthloop.experiment import load_experiment
         (["report.metric=accuracy"], r"^report.metric must be one of \['excess_risk'\]; got 'accumulate'|^report.metric must be one of \['excess_risk'\]; got 'accuracy'$"),
         (["report.scale=loglog"], r"^report.scale must be one of 'both', 'linear' or 'log'; got 'loglog'$"),
         (["task.d"], r"^--set expects key=value; got 'task.d'$"),
+        (['workflows=[{name="replace", label="../x"}]'], r"^workflows\[0\].label must match the pattern .*; got '../x'$"),
         (["workflows[7].budget=3"], r"^workflows\[7\] does not exist"),
     ],
 )

@@ -6,7 +6,7 @@ drag in the whole API.
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -218,17 +218,18 @@ def load(path: str | Path) -> Run:
     metrics_path = store.path / "metrics.parquet"
     summary_path = store.path / "summary.json"
     if metrics_path.exists() and summary_path.exists():
-        import json
-
-        metrics = pd.read_parquet(metrics_path)
-        generations = pd.read_parquet(store.path / "generations.parquet")
-        finished = json.loads(summary_path.read_text()).get("generations") == experiment.generations
-        if finished:
-            theory_path = store.path / "theory.parquet"
-            theory, notes = theory_frame(experiment)
-            if theory_path.exists():
-                theory = pd.read_parquet(theory_path)
-            return Run(experiment, metrics, generations, theory, notes, "finished", store.path)
+        summary = json.loads(summary_path.read_text())
+        if summary.get("generations") == experiment.generations:
+            notes = {k: v["theory_note"] for k, v in summary["workflows"].items() if "theory_note" in v}
+            return Run(
+                experiment,
+                pd.read_parquet(metrics_path),
+                pd.read_parquet(store.path / "generations.parquet"),
+                pd.read_parquet(store.path / "theory.parquet"),
+                notes,
+                "finished",
+                store.path,
+            )
     records = {w.key: store.checkpoint(w.key).records() for w in experiment.workflows}
     if not any(records.values()):
         raise ConfigError(f"{store.path} holds no finished generation yet")

@@ -18,6 +18,8 @@ console = Console()
 if not console.is_terminal:
     console = Console(width=160)  # tables piped to a file or CI log keep their columns
 err_console = Console(stderr=True)
+if not err_console.is_terminal:
+    err_console = Console(stderr=True, width=200)  # one-line errors stay on one line in logs
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key, e.g. --set task.d=32 (repeatable)")]
 
@@ -109,6 +111,9 @@ def report_command(
 
     try:
         result = api.load(run_dir)
+        known = sorted(set(result.metrics["metric"]))
+        if metric is not None and metric not in known:
+            raise ConfigError(f"--metric must be one of {known}; got {metric!r}")
         if scale not in (None, "both", "linear", "log"):
             raise ConfigError(f"--scale must be one of 'both', 'linear', 'log'; got {scale!r}")
         fig = result.figure(metric=metric, scale=scale)

@@ -90,12 +90,11 @@ def _draw(ax, metrics, data, theory, metric) -> None:
 
 
 def table_generations(last: int) -> list[int]:
-    """Generations worth a table row: 0, 1, 2, 5, 10, 20, 50, … and the last."""
-    marks, step = [0, 1, 2], 5
-    while step < last:
-        marks.append(step)
-        step *= 2 if str(step).startswith("5") else 2.5
-        step = int(step)
+    """Generations worth a table row: 0, 1, 2, 5, 10, 20, 50, 100, 200, 500, … and the last."""
+    marks, decade = [0, 1, 2], 1
+    while 5 * decade < last:
+        marks += [5 * decade, 10 * decade, 20 * decade]
+        decade *= 10
     return sorted({g for g in marks if g <= last} | {last})
 
 

@@ -121,8 +121,11 @@ def messages(error: ValidationError, prefix: str = "", model: type[BaseModel] | 
         elif kind == "value_error":
             text = str(ctx.get("error", err["msg"]))
             lines.append(f"{key} {text}" + ("" if "; got" in text else f"; got {given!r}"))
+        elif kind == "string_pattern_mismatch":
+            lines.append(f"{key} must match the pattern {ctx['pattern']}; got {given!r}")
         else:
-            lines.append(f"{key}: {err['msg'].lower()}; got {given!r}")
+            msg = err["msg"]
+            lines.append(f"{key}: {msg[:1].lower() + msg[1:]}; got {given!r}")
     return lines
 
 

@@ -36,7 +36,12 @@ class Workflow(StrictModel, ABC):
     reads_history: ClassVar[bool] = True
 
     name: str
-    label: str | None = Field(default=None, description="name shown in tables and figures; defaults to `name`")
+    label: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$",
+        max_length=100,
+        description="name shown in tables and figures and used for the checkpoint folder; defaults to `name`",
+    )
 
     @property
     def key(self) -> str:

@@ -108,7 +108,12 @@ class Task(ABC):
         """``n`` synthetic rows per replicate produced by ``model``."""
 
     def statistics(self, data: Any) -> Any:
-        """Additive sufficient statistics of ``data`` (supporting ``+`` and ``* float``), or None."""
+        """Additive sufficient statistics of ``data`` (supporting ``+`` and ``* float``), or None.
+
+        A task that returns statistics promises that :meth:`fit` uses ``training.statistics()``
+        whenever ``training.is_weighted``: the pool then keeps only the statistics of sources that
+        no row draw can reach, and their rows are gone.
+        """
         return None
 
     @abstractmethod

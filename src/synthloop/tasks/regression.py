@@ -265,7 +265,7 @@ class RegressionTask(Task):
         d, T, T0, sigma, sigma0 = c.d, c.T, c.synthetic_T, c.sigma, c.synthetic_sigma
         if c.ridge > 0:
             return Theory(note="no theory curve for ridge (λ > 0) yet")
-        if T <= d + 1 or T0 <= d + 1:
+        if T <= d + 1 or (T0 <= d + 1 and workflow.name != "accumulate"):
             return Theory(note=f"T ≤ d + 1 (d={d}, T={T}, T0={T0}): least squares interpolates; OLS theory needs T ≥ d + 2")
         g = np.arange(generations + 1)
         if workflow.name == "replace":
