@@ -81,7 +81,10 @@ class Run:
 
     def caption(self) -> str:
         e = self.experiment
-        notes = "; ".join(f"{k}: {v}" for k, v in self.theory_notes.items())
+        by_note: dict[str, list[str]] = {}
+        for workflow, note in self.theory_notes.items():
+            by_note.setdefault(note, []).append(workflow)
+        notes = "; ".join(f"{', '.join(workflows)}: {note}" for note, workflows in by_note.items())
         return (
             f"{e.build_task().describe()} — {e.replicates} replicates, seed {e.seed}; "
             "band: 95% CI of the mean over replicates; dashed: theory, dotted: bound"

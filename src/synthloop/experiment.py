@@ -63,7 +63,7 @@ class Experiment(StrictModel):
             file, cls_name = name.rsplit(":", 1)
             path = Path(file).expanduser()
             name = f"{(path if path.is_absolute() else Path(base_dir or Path.cwd()) / path).resolve()}:{cls_name}"
-        return validate(task_cls.Config, {**value, "name": name}, prefix="task")
+        return validate(task_cls.Config, {**value, "name": name}, prefix="task", context=info.context)
 
     @field_validator("workflows", mode="before")
     @classmethod

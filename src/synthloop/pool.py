@@ -89,14 +89,16 @@ class Pool:
         """Drop what no later mixture can read: every synthetic source's data when only the
         newest source is ever used, or the rows of sources whose statistics suffice. Provenance
         (generation, size) stays; the real data always stay."""
+        released = False
         for source in self.sources[1:]:
-            if not keep_history:
-                source.data, source.statistics = None, None
-            elif not keep_rows and source.statistics is not None:
-                source.data = None
+            if not keep_history and (source.data is not None or source.statistics is not None):
+                source.data, source.statistics, released = None, None, True
+            elif not keep_rows and source.statistics is not None and source.data is not None:
+                source.data, released = None, True
         if not keep_history:
             self._total = None
-        self._stacks.clear()
+        if released:
+            self._stacks.clear()
 
     @property
     def sizes(self) -> np.ndarray:
