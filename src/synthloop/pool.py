@@ -66,8 +66,7 @@ class Mixture:
             return np.where(self.weights > 0, sizes, 0).astype(float)
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         source = np.searchsorted(offsets, self.rows, side="right") - 1  # (R, n)
-        counts = np.stack([np.bincount(s, minlength=len(sizes)) for s in source])  # (R, S)
-        return counts.mean(axis=0)
+        return np.bincount(source.ravel(), minlength=len(sizes)) / len(source)
 
 
 class Pool:

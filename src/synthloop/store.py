@@ -174,21 +174,20 @@ def _json_default(value):
 
 def metrics_frame(records: dict[str, list[GenerationRecord]]) -> pd.DataFrame:
     """Long-format metrics: one row per (workflow, generation, replicate, metric)."""
-    parts = []
-    for workflow, recs in records.items():
-        for rec in recs:
-            for metric, values in rec.metrics.items():
-                values = np.asarray(values, dtype=float)
-                parts.append(pd.DataFrame({
-                    "replicate": np.arange(len(values)),
-                    "generation": rec.generation,
-                    "workflow": workflow,
-                    "metric": metric,
-                    "value": values,
-                }))
-    if not parts:
-        return pd.DataFrame({"replicate": [], "generation": [], "workflow": [], "metric": [], "value": []})
-    return pd.concat(parts, ignore_index=True)
+    blocks = [
+        (workflow, rec.generation, metric, np.asarray(values, dtype=float))
+        for workflow, recs in records.items()
+        for rec in recs
+        for metric, values in rec.metrics.items()
+    ]
+    lengths = np.array([len(b[3]) for b in blocks], dtype=np.int64)
+    return pd.DataFrame({
+        "replicate": np.concatenate([np.arange(n) for n in lengths]) if blocks else np.array([], dtype=np.int64),
+        "generation": np.repeat([b[1] for b in blocks], lengths).astype(np.int64),
+        "workflow": np.repeat(np.array([b[0] for b in blocks], dtype=object), lengths),
+        "metric": np.repeat(np.array([b[2] for b in blocks], dtype=object), lengths),
+        "value": np.concatenate([b[3] for b in blocks]) if blocks else np.array([]),
+    })
 
 
 def generations_frame(records: dict[str, list[GenerationRecord]]) -> pd.DataFrame:

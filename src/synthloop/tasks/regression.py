@@ -125,8 +125,11 @@ def min_norm_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 
 def weighted_gram(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``Xᵀ diag(c) X`` per replicate over the rows with ``c > 0`` (BLAS syrk: half a matmul's work)."""
+    """``Xᵀ diag(c) X`` per replicate: one batched matmul for small ``d``; for larger ``d`` a BLAS
+    syrk per replicate over the rows with ``c > 0`` (half a matmul's work, measured 2× faster at d=100)."""
     R, _, d = x.shape
+    if d <= 32:
+        return np.matmul(x.transpose(0, 2, 1) * counts[:, None, :], x)
     gram = np.empty((R, d, d))
     for r in range(R):
         rows = counts[r] > 0
