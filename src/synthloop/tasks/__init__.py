@@ -13,9 +13,12 @@ from pathlib import Path
 
 from ..validation import ConfigError
 from .base import Task, TaskConfig, Theory, TheoryCurve
+from .gaussian import GaussianTask
+from .kde import KDETask
+from .logistic import LogisticTask
 from .regression import RegressionTask
 
-TASKS: dict[str, type[Task]] = {"regression": RegressionTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 

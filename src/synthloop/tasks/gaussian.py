@@ -1,0 +1,514 @@
+"""Multivariate Gaussian fitting with sample synthesis (Shumailov et al.; Kazdan et al. 2024).
+
+Ground truth ``N(0, σ²I_d)``. Each generation fits the sample mean ``μ̂`` and covariance
+``Σ̂ = S/D`` of its training set — ``S`` the scatter about the sample mean, ``D = n`` (``variance
+= "mle"``, the default, as in Kazdan et al.) or ``D = n − 1`` (``"unbiased"``, as in Shumailov
+et al.) — and the next generation's ``T0`` samples are drawn from ``N(μ̂, Σ̂)``. There are no
+inputs (``sample_inputs`` is None): whole samples are synthesized.
+
+Metrics, each exact for the fitted Gaussian (no sampled test set is involved):
+
+* ``mean_sq_error`` ``‖μ̂ − μ‖²``;
+* ``trace_ratio`` ``tr Σ̂ / tr Σ``, ``det_ratio`` ``det Σ̂ / det Σ`` and ``log_det_ratio``
+  ``log det Σ̂ − log det Σ`` (computed from the Cholesky factor: ``0`` and ``−inf`` when ``Σ̂``
+  is singular);
+* ``kl`` ``KL(truth ‖ fit) = ½[σ² tr Σ̂⁻¹ + (μ̂ − μ)ᵀΣ̂⁻¹(μ̂ − μ) − d + log det Σ̂ − d log σ²]``;
+* ``nll`` the expected negative log-likelihood of fresh real data under the fit, in closed form
+  ``½[d log 2π + log det Σ̂ + tr(Σ̂⁻¹Σ) + (μ − μ̂)ᵀΣ̂⁻¹(μ − μ̂)]`` = ``kl`` + the truth's entropy.
+
+When ``Σ̂`` is singular — always when ``T ≤ d`` (every later sample stays in the affine hull of
+the real data, of dimension ``T − 1``), and under ``replace`` when ``T0 ≤ d`` — the fit has no
+density off a subspace that carries all the truth's mass: ``kl`` and ``nll`` are ``+inf``, the
+honest value (not NaN, which would mean "undefined"); means over replicates are then inf too.
+
+How a generation stays cheap (``O(R d³)`` per generation, independent of ``T0`` and of the
+generation, for ``replace`` and ``accumulate`` alike):
+
+* Sources carry centered sufficient statistics ``(count, mean, scatter)`` — equivalent to the
+  additive ``(count, Σx, Σxxᵀ)`` of the design, but merged with Chan's update
+  ``S = S_a + S_b + (n_a n_b/n) δδᵀ`` instead of differences of raw sums: raw sums lose ``Σ̂``
+  to cancellation once it has collapsed below ``1e-16 ‖μ̂‖²``, which ``replace`` reaches. Weighted
+  mixtures use ``stats * w`` (count and scatter scale, the mean does not).
+* ``synthesize`` draws the new source's statistics directly — the mean ``μ̂ + C z/√T0`` and the
+  scatter ``(C B)(C B)ᵀ`` with ``C Cᵀ = Σ̂`` and ``B`` a Bartlett factor of
+  ``Wishart_k(T0 − 1, I)`` — which is exactly the distribution of the statistics of ``T0``
+  Gaussian rows, at the cost of ``d²`` draws instead of ``T0 d``. The factor ``C B`` is kept, so
+  ``replace`` never factorizes a matrix; ``accumulate`` does one Cholesky per generation.
+* Rows are materialized only when a workflow reads them (``accumulate-subsample``), drawn
+  from the conditional law of a Gaussian sample given its mean and scatter:
+  ``X = 1μ̄ᵀ + U (C B)ᵀ`` with ``U = Z_c L⁻ᵀ`` the Haar-distributed orthonormal ``Q`` factor of a
+  centered standard normal ``Z`` (``ZcᵀZc = L Lᵀ``), from a seed drawn at synthesis. The rows
+  then have exactly the source's statistics (up to rounding) and are distributed as ``T0``
+  i.i.d. draws from ``N(μ̂, Σ̂)``. With ``T0 − 1 < k`` (fewer rows than the model's rank) the
+  scatter is drawn as ``(C Gᵀ)(C Gᵀ)ᵀ`` with ``G`` Gaussian and the rows are
+  ``1μ̄ᵀ + V G Cᵀ`` with ``V`` a Helmert basis of ``1⊥`` — the identity ``Zc = V VᵀZ``.
+  Row-drawn training sets are gathered source by source; the pool's stacked buffer is not used.
+* ``T ≤ d``: every later sample lies in the real data's affine hull ``x̄ + span(Q)``, of
+  dimension ``T − 1``, so the task works in those ``T − 1`` coordinates (``GaussianData``'s
+  *working coordinates*; metrics are computed back in the original ``d``). Square roots of
+  ``Σ̂`` are then always a Cholesky factor, a product of such factors with Bartlett factors,
+  or a low-rank factor ``Xcᵀ V`` straight from ``n − 1`` < working-dimension rows; LAPACK's
+  rank-revealing pivoted Cholesky (``dpstrf``) is only a fallback (e.g. a weighted mixture
+  that leaves the real data out).
+
+Costs to know. ``accumulate`` pays one extra Gram product and Cholesky per generation over
+``replace`` (about 2× at ``d = 100``, ≤ 1.25× for ``d ≤ 31``) and, because the pool keeps every
+source's statistics for arbitrary mixtures, ``O(G R d²)`` memory. Row-drawn workflows
+(``accumulate-subsample``, ``real-fraction``, …) keep every source's rows, ``O(G R T0 d)``
+memory (8 GB for ``d = 100``, ``T = 1000``, 100 generations × 100 replicates), and cost
+``O(R T d²)`` per generation to draw, gather and refit rows.
+
+Theory (``synthloop.theory.gaussian``): exact curves for ``replace`` (every metric but ``kl``/
+``nll`` where their expectation is infinite), and for the squared error of the mean and the
+trace ratio under ``accumulate``, ``accumulate-subsample``, ``growing``, ``cardinality``,
+``weighted`` (whole sources, or a uniform budget) and ``real-fraction``; see that module for
+the derivations and the generation indexing (synthloop's ``g`` is the papers' ``t = g + 1``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy.linalg import lapack
+
+from .. import seeding
+from ..pool import TrainingSet
+from ..theory import gaussian as theory
+from ..validation import Integer, Real
+from ..workflows import Workflow
+from .base import Task, TaskConfig, Theory, TheoryCurve
+
+
+class GaussianConfig(TaskConfig):
+    name: Literal["gaussian"] = "gaussian"
+    d: Integer(1, 10_000) = 1
+    T: Integer(2, 10_000_000) = 100
+    T0: Integer(2, 10_000_000) | None = None
+    sigma: Real(0, lo_open=True) = 1.0
+    variance: Literal["mle", "unbiased"] = "mle"
+
+    @property
+    def synthetic_T(self) -> int:
+        return self.T if self.T0 is None else self.T0
+
+
+def _divisor(count: float, variance: str) -> float:
+    """``n`` or ``n − 1``; a single row has scatter 0, whatever it is divided by."""
+    return count if variance == "mle" or count <= 1 else count - 1
+
+
+@functools.lru_cache(maxsize=64)
+def helmert(n: int) -> np.ndarray:
+    """Orthonormal basis of the vectors of ``R^n`` orthogonal to ``1``, shape ``(n, n − 1)``."""
+    j = np.arange(1, n)  # column j − 1 holds j ones, then −j, scaled
+    basis = np.where(np.arange(n)[:, None] < j, 1.0, 0.0) - np.where(np.arange(n)[:, None] == j, j, 0.0)
+    basis /= np.sqrt(j * (j + 1.0))
+    basis.flags.writeable = False
+    return basis
+
+
+@functools.lru_cache(maxsize=64)
+def _strict_lower(k: int) -> np.ndarray:
+    """Flat indices of the strict lower triangle of a ``k × k`` matrix, row by row."""
+    i, j = np.tril_indices(k, -1)
+    return i * k + j
+
+
+def psd_factor(scatter: np.ndarray, max_rank: int) -> tuple[np.ndarray, bool, np.ndarray]:
+    """``(F, lower, rank)`` with ``F Fᵀ = scatter`` for stacked PSD matrices ``(R, d, d)``.
+
+    Cholesky (``lower`` True) when ``max_rank = d`` and every matrix is numerically positive
+    definite; otherwise LAPACK's pivoted Cholesky per replicate, truncated to ``max_rank``
+    columns (the structural rank, which rounding cannot exceed), with the numerical rank.
+    """
+    R, d, _ = scatter.shape
+    if max_rank >= d:
+        try:
+            return np.linalg.cholesky(scatter), True, np.full(R, d)
+        except np.linalg.LinAlgError:
+            pass
+    k = max(min(max_rank, d), 1)
+    factor = np.zeros((R, d, k))
+    rank = np.zeros(R, dtype=int)
+    for r in range(R):
+        c, piv, numerical, _ = lapack.dpstrf(scatter[r], lower=1)
+        rank[r] = min(numerical, max_rank)
+        factor[r, piv - 1, : rank[r]] = np.tril(c)[:, : rank[r]]  # Pᵀ S P = L Lᵀ  ⇒  S = (P L)(P L)ᵀ
+    return factor, False, rank
+
+
+def triangular_inverse(lower: np.ndarray) -> np.ndarray:
+    """Inverses of stacked lower-triangular matrices ``(R, d, d)`` whose strict upper triangles are
+    zero (Cholesky factors and their products are), with LAPACK ``dtrtri`` for large ``d``."""
+    R, d, _ = lower.shape
+    if d <= 16:
+        return np.linalg.inv(lower)
+    out = np.empty_like(lower)
+    for r in range(R):  # dtrtri leaves the strict upper triangle as it was: zeros
+        out[r], _ = lapack.dtrtri(lower[r], lower=1)
+    return out
+
+
+@dataclass(eq=False)
+class GaussianStats:
+    """Sufficient statistics of one or more sources: row count, mean, scatter about the mean.
+
+    Attributes
+    ----------
+    count : float
+        (Weighted) number of rows.
+    mean : ndarray of shape (R, d)
+    rank : ndarray of int, shape (R,)
+        Upper bound on the scatter's rank, exact almost surely for Gaussian data.
+    factor : ndarray of shape (R, d, k) or None
+        A factor with ``scatter = factor factorᵀ`` when one is known without factorizing.
+    lower : bool
+        ``factor`` is square and lower-triangular (a Cholesky factor).
+    """
+
+    count: float
+    mean: np.ndarray
+    rank: np.ndarray
+    factor: np.ndarray | None = None
+    lower: bool = False
+    _scatter: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def scatter(self) -> np.ndarray:
+        """``Σ (x − x̄)(x − x̄)ᵀ``, shape ``(R, d, d)``.
+
+        Not cached when computed from ``factor``: the pool keeps every source's statistics, and
+        a second ``(R, d, d)`` array per source would double that memory for one use (the
+        running total of ``accumulate``)."""
+        if self._scatter is None:
+            return np.matmul(self.factor, self.factor.transpose(0, 2, 1))
+        return self._scatter
+
+    def __add__(self, other: "GaussianStats") -> "GaussianStats":
+        # Chan et al.'s pairwise update: no difference of large raw sums.
+        n = self.count + other.count
+        delta = other.mean - self.mean  # (R, d)
+        if other._scatter is None:  # a fresh array from other's factor: accumulate into it
+            scatter = other.scatter
+            scatter += self.scatter
+        else:
+            scatter = self.scatter + other.scatter
+        scatter += delta[:, :, None] * (delta * (self.count * other.count / n))[:, None, :]
+        rank = np.minimum(self.rank + other.rank + 1, self.mean.shape[1])
+        return GaussianStats(n, self.mean + delta * (other.count / n), rank, _scatter=scatter)
+
+    def __mul__(self, c: float) -> "GaussianStats":
+        return GaussianStats(
+            self.count * c, self.mean, self.rank,
+            None if self.factor is None else self.factor * np.sqrt(c), self.lower,
+            None if self._scatter is None else self._scatter * c,
+        )
+
+
+@dataclass(eq=False)
+class GaussianData:
+    """One source: its statistics, and its rows ``x`` of shape ``(R, size, w)`` on demand.
+
+    Everything is stored in the task's *working coordinates*, ``w`` of them: the original ``d``
+    when ``T > d``; with ``T ≤ d`` the ``w = T − 1`` coordinates ``u = Qᵀ(x − origin)`` of the real
+    data's affine hull, which every later sample stays in (``origin``, ``basis`` = ``Q`` are set
+    on the real data only; `to_original` maps back).
+
+    Real data hold their rows. A synthetic source holds the statistics it was drawn with and
+    materializes rows from ``seeds`` the first time ``x`` is read (only workflows that draw
+    rows read it); the rows are dropped from pickles and rebuilt identically after a restore.
+    """
+
+    size: int
+    stats: GaussianStats
+    synthetic: bool = False
+    seeds: np.ndarray | None = None  # (R,) uint64: the rows' conditional draw (Bartlett case)
+    rows: np.ndarray | None = field(default=None, repr=False)
+    origin: np.ndarray | None = field(default=None, repr=False)  # (R, d), real data with T ≤ d
+    basis: np.ndarray | None = field(default=None, repr=False)  # (R, d, T − 1), orthonormal columns
+
+    @property
+    def x(self) -> np.ndarray:
+        if self.rows is None:
+            self.rows = self._materialize()
+        return self.rows
+
+    def to_original(self, u: np.ndarray) -> np.ndarray:
+        """Points ``(R, ..., w)`` in working coordinates, in the original ``d`` (``origin + Q u``)."""
+        if self.basis is None:
+            return u
+        flat = u.reshape(len(u), -1, u.shape[-1])
+        out = self.origin[:, None, :] + np.matmul(flat, self.basis.transpose(0, 2, 1))
+        return out.reshape(*u.shape[:-1], self.basis.shape[1])
+
+    def _materialize(self) -> np.ndarray:
+        stats, n = self.stats, self.size
+        factor, mean = stats.factor, stats.mean  # (R, w, k), (R, w)
+        R, w, k = factor.shape
+        if self.seeds is None:  # n − 1 < k: the scatter factor is C Gᵀ, and Xc = V G Cᵀ
+            rows = np.matmul(helmert(n), factor.transpose(0, 2, 1))  # (R, n, w)
+        else:  # Xc = Zc L⁻ᵀ (C B)ᵀ, Zc L⁻ᵀ the Haar Q factor of a centered Gaussian
+            z = np.empty((R, n, k))
+            for r, seed in enumerate(self.seeds):
+                np.random.Generator(np.random.PCG64(int(seed))).standard_normal(out=z[r])
+            z -= z.mean(axis=1, keepdims=True)
+            chol = np.linalg.cholesky(np.matmul(z.transpose(0, 2, 1), z))  # (R, k, k)
+            coefficients = np.linalg.solve(chol.transpose(0, 2, 1), factor.transpose(0, 2, 1))  # L⁻ᵀ Fᵀ, (R, k, w)
+            rows = np.matmul(z, coefficients)
+        rows += mean[:, None, :]
+        return rows
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.synthetic:
+            state["rows"] = None  # rebuilt from the statistics and seeds on demand
+        return state
+
+
+@dataclass
+class GaussianModel:
+    """Fitted ``N(mean, factor factorᵀ)`` per replicate, in working coordinates (see `GaussianData`).
+
+    Attributes
+    ----------
+    mean : ndarray of shape (R, w)
+    factor : ndarray of shape (R, w, k)
+        ``Σ̂ = factor factorᵀ``.
+    rank : ndarray of int, shape (R,)
+        Rank of ``Σ̂``; ``d`` when it is positive definite.
+    lower : bool
+        ``factor`` is the (square, lower-triangular) Cholesky factor of ``Σ̂``.
+    """
+
+    mean: np.ndarray
+    factor: np.ndarray
+    rank: np.ndarray
+    lower: bool
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return np.matmul(self.factor, self.factor.transpose(0, 2, 1))
+
+
+class GaussianTask(Task):
+    Config = GaussianConfig
+    primary_metric = "mean_sq_error"
+    metric_labels = {
+        "mean_sq_error": "squared error of the mean ‖μ̂ − μ‖² (units of x²)",
+        "trace_ratio": "covariance trace ratio tr Σ̂ / tr Σ (1 = truth)",
+        "det_ratio": "covariance determinant ratio det Σ̂ / det Σ (0 if singular)",
+        "log_det_ratio": "log det Σ̂ − log det Σ (nats; −∞ if singular)",
+        "kl": "KL(truth ‖ fit) (nats; ∞ if Σ̂ singular)",
+        "nll": "expected NLL of real data under the fit, exact (nats per sample; ∞ if Σ̂ singular)",
+    }
+
+    def __init__(self, config: GaussianConfig):
+        super().__init__(config)
+        self._gather_buffer: np.ndarray | None = None
+
+    @property
+    def real_size(self) -> int:
+        return self.config.T
+
+    @property
+    def synthetic_size(self) -> int:
+        return self.config.synthetic_T
+
+    @property
+    def working_dim(self) -> int:
+        """Coordinates the task works in: ``d``, or ``T − 1`` (the real data's affine hull) if ``T ≤ d``."""
+        return min(self.config.d, self.config.T - 1)
+
+    def _row_stats(self, x: np.ndarray, overwrite: bool = False) -> GaussianStats:
+        R, n, w = x.shape
+        mean = x.mean(axis=1)
+        xc = np.subtract(x, mean[:, None, :], out=x if overwrite else None)
+        rank = np.full(R, min(n - 1, w))
+        if n - 1 < w:  # a low-rank factor straight from the rows: Xcᵀ V, (R, w, n − 1)
+            return GaussianStats(float(n), mean, rank, factor=np.matmul(xc.transpose(0, 2, 1), helmert(n)))
+        return GaussianStats(float(n), mean, rank, _scatter=np.matmul(xc.transpose(0, 2, 1), xc))
+
+    def sample_real(self, rngs) -> GaussianData:
+        c = self.config
+        x = seeding.standard_normal(rngs, (c.T, c.d))
+        if c.sigma != 1.0:
+            x *= c.sigma
+        if c.T - 1 >= c.d:
+            return GaussianData(c.T, self._row_stats(x), rows=x)
+        # T ≤ d: every later sample stays in the real data's affine hull, origin + span(Q).
+        origin = x.mean(axis=1)
+        xc = x - origin[:, None, :]
+        basis = np.linalg.qr(np.matmul(xc.transpose(0, 2, 1), helmert(c.T)))[0]  # (R, d, T − 1)
+        u = np.matmul(xc, basis)  # (R, T, T − 1)
+        return GaussianData(c.T, self._row_stats(u), rows=u, origin=origin, basis=basis)
+
+    def synthesize(self, model: GaussianModel, inputs, n: int, rngs) -> GaussianData:
+        R, d, k = model.factor.shape
+        dof = n - 1
+        bartlett = dof >= k  # else the scatter has rank n − 1 < k: draw G directly
+        draws = np.empty((R, k + (k * (k - 1) // 2 if bartlett else dof * k)))
+        chi2 = np.empty((R, k))
+        seeds = np.empty(R, dtype=np.uint64) if bartlett else None
+        shape = (dof - np.arange(k)) / 2.0  # χ²_{dof − i} = 2 Gamma((dof − i)/2)
+        for r, rng in enumerate(rngs):
+            rng.standard_normal(out=draws[r])
+            if bartlett:
+                if k == 1:
+                    chi2[r, 0] = rng.standard_gamma(shape[0])
+                else:
+                    rng.standard_gamma(shape, out=chi2[r])
+                seeds[r] = rng.bit_generator.random_raw()
+        z = draws[:, :k]
+        mean = model.mean + np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)
+        if bartlett:
+            b = np.zeros((R, k * k))
+            b[:, _strict_lower(k)] = draws[:, k:]
+            b[:, :: k + 1] = np.sqrt(2.0 * chi2)
+            factor = np.matmul(model.factor, b.reshape(R, k, k))  # (R, d, k); lower-triangular if C is
+            lower = model.lower
+        else:
+            g = draws[:, k:].reshape(R, dof, k)
+            factor = np.matmul(model.factor, g.transpose(0, 2, 1))  # (R, d, dof)
+            lower = False
+        stats = GaussianStats(float(n), mean, np.minimum(model.rank, dof), factor=factor, lower=lower)
+        return GaussianData(n, stats, synthetic=True, seeds=seeds)
+
+    def statistics(self, data: GaussianData) -> GaussianStats:
+        return data.stats
+
+    def fit(self, training: TrainingSet, rngs) -> GaussianModel:
+        if training.is_weighted:
+            stats = training.statistics()
+        else:
+            stats = self._row_stats(self._gather(training), overwrite=True)
+        D = _divisor(stats.count, self.config.variance)
+        w = stats.mean.shape[1]
+        if stats.factor is not None:
+            factor, lower = stats.factor / np.sqrt(D), stats.lower
+            return GaussianModel(stats.mean, factor, np.minimum(stats.rank, min(factor.shape[2], w)), lower)
+        factor, lower, rank = psd_factor(stats.scatter / D, int(stats.rank.max()))
+        return GaussianModel(stats.mean, factor, np.minimum(rank, stats.rank), lower)
+
+    def _gather(self, training: TrainingSet) -> np.ndarray:
+        """The drawn rows ``(R, n, d)``, gathered source by source from each source's own rows."""
+        pool, rows = training.pool, training.mixture.rows
+        R, n = rows.shape
+        source = training.source_index().ravel().astype(np.int16 if len(pool.sources) < 2**15 else np.int64)
+        local = training.local_rows().ravel()
+        replicate = np.repeat(np.arange(R), n)
+        order = np.argsort(source, kind="stable")  # radix sort: positions grouped by source
+        bounds = np.searchsorted(source[order], np.arange(len(pool.sources) + 1))
+        w = self.working_dim
+        # Reused across generations: fresh pages for an (R·n, w) temporary every generation cost as
+        # much as the arithmetic on large cells. The fit consumes (centers) it in place at once.
+        if self._gather_buffer is None or self._gather_buffer.size < R * n * w:
+            self._gather_buffer = np.empty(R * n * w)
+        out = self._gather_buffer[: R * n * w].reshape(R * n, w)
+        for j in np.flatnonzero(np.diff(bounds)):
+            where = order[bounds[j] : bounds[j + 1]]
+            x = pool.sources[j].data.x  # (R, size, w)
+            out[where] = np.take(x.reshape(-1, w), replicate[where] * x.shape[1] + local[where], axis=0)
+        return out.reshape(R, n, w)
+
+    def evaluate(self, model: GaussianModel, real: GaussianData) -> dict[str, np.ndarray]:
+        c = self.config
+        d, s2 = c.d, c.sigma**2
+        mean, factor = real.to_original(model.mean), model.factor  # truth: μ = 0, Σ = σ²I
+        R = len(mean)
+        logdet, inv_trace, quad = np.full(R, -np.inf), np.full(R, np.inf), np.full(R, np.inf)
+        full = model.rank >= d  # never when the working coordinates are fewer than d
+        if model.lower:
+            diag = np.abs(np.diagonal(factor, axis1=1, axis2=2))
+            full &= np.all(diag > 0, axis=1)  # a variance that underflowed to 0 is singular too
+        if full.any():
+            square = factor[full]  # (R', d, d)
+            if model.lower:
+                logdet[full] = 2 * np.sum(np.log(diag[full]), axis=1)
+                inverse = triangular_inverse(square)
+            else:  # a pivoted factor, exactly singular in some replicates perhaps
+                sign, half = np.linalg.slogdet(square)
+                full[full] = sign != 0
+                logdet[full] = 2 * half[sign != 0]
+                inverse = np.linalg.inv(factor[full])
+            inv_trace[full] = np.einsum("rij,rij->r", inverse, inverse)  # tr Σ̂⁻¹ = ‖F⁻¹‖²
+            quad[full] = np.sum(np.einsum("rij,rj->ri", inverse, mean[full]) ** 2, axis=1)
+        log_det_ratio = logdet - d * np.log(s2)
+        with np.errstate(over="ignore"):
+            det_ratio = np.exp(log_det_ratio)
+        kl = np.where(full, 0.5 * (s2 * inv_trace + quad - d + np.where(full, log_det_ratio, 0.0)), np.inf)
+        nll = np.where(full, 0.5 * (d * np.log(2 * np.pi) + np.where(full, logdet, 0.0) + s2 * inv_trace + quad), np.inf)
+        return {
+            "mean_sq_error": np.sum(mean**2, axis=1),
+            "trace_ratio": np.einsum("rij,rij->r", factor, factor) / (d * s2),  # Q is orthonormal
+            "det_ratio": det_ratio,
+            "log_det_ratio": log_det_ratio,
+            "kl": kl,
+            "nll": nll,
+        }
+
+    def describe(self) -> str:
+        c = self.config
+        parts = [f"d={c.d}", f"T={c.T}"] + ([f"T0={c.T0}"] if c.T0 is not None else [])
+        parts += [f"σ={c.sigma:g}", "MLE covariance (÷n)" if c.variance == "mle" else "unbiased covariance (÷(n−1))"]
+        return "gaussian: " + ", ".join(parts)
+
+    def theory(self, workflow: Workflow, generations: int) -> Theory:
+        c = self.config
+        d, T, T0, sigma, variance = c.d, c.T, c.synthetic_T, c.sigma, c.variance
+        g = np.arange(generations + 1)
+        derived = "derived in synthloop.theory.gaussian"
+        if workflow.name == "replace":
+            source = "Shumailov et al. 2023 §4.2; Kazdan et al. 2024 (" + derived + ")"
+            curves = [
+                TheoryCurve("mean_sq_error", theory.replace_mean_sq_error(g, d, T, sigma, T0, variance), "exact", source),
+                TheoryCurve("trace_ratio", theory.replace_trace_ratio(g, T, T0, variance), "exact", source),
+                TheoryCurve("det_ratio", theory.replace_det_ratio(g, d, T, T0, variance), "exact", derived),
+                TheoryCurve("log_det_ratio", theory.replace_log_det_ratio(g, d, T, T0, variance), "exact", derived),
+            ]
+            kl = theory.replace_kl(g, d, T, T0, variance)
+            if np.isfinite(kl).any():
+                curves.append(TheoryCurve("kl", kl, "exact", derived))
+                curves.append(TheoryCurve("nll", kl + theory.gaussian_entropy(d, sigma), "exact", derived))
+            return Theory(curves)
+        if workflow.name == "accumulate":
+            source = "Kazdan et al. 2024 (plateau ≈ π²/6 · dσ²/T); exact form " + derived
+            return Theory([
+                TheoryCurve("mean_sq_error", theory.accumulate_mean_sq_error(g, d, T, sigma, T0, variance), "exact", source),
+                TheoryCurve("trace_ratio", theory.accumulate_trace_ratio(g, T, T0, variance), "exact", source),
+            ])
+        if workflow.name == "accumulate-subsample":
+            moments = theory.accumulate_subsample_moments(generations, d, T, sigma, T0, getattr(workflow, "budget", None), variance)
+            source = "second-moment recursion " + derived
+            return Theory([
+                TheoryCurve("mean_sq_error", moments.mean_sq_error, "exact", source),
+                TheoryCurve("trace_ratio", moments.trace_ratio, "exact", source),
+            ])
+        if workflow.name == "cardinality":  # the same `real` real rows every time: accumulate with T = real
+            real = T if workflow.real is None else workflow.real
+            if real < 2:
+                return Theory(note="cardinality with a single real row: no theory (the first fit has no spread)")
+            source = "accumulate with T = real rows, " + derived
+            return Theory([
+                TheoryCurve("mean_sq_error", theory.accumulate_mean_sq_error(g, d, real, sigma, T0, variance), "exact", source),
+                TheoryCurve("trace_ratio", theory.accumulate_trace_ratio(g, real, T0, variance), "exact", source),
+            ])
+        if generations > 2000 and workflow.name in ("weighted", "real-fraction"):
+            return Theory(note=f"the exact {workflow.name!r} recursion costs O(G³); it is limited to 2000 generations")
+        if workflow.name == "growing":
+            moments = theory.growing_moments(generations, d, T, sigma, T0, variance)
+        elif workflow.name == "weighted" and workflow.budget is None:
+            moments = theory.weighted_moments(generations, d, T, sigma, T0, workflow.real, workflow.decay, variance)
+        elif workflow.name == "weighted" and workflow.real == 1 and workflow.decay == 1:  # uniform draw
+            moments = theory.accumulate_subsample_moments(generations, d, T, sigma, T0, workflow.budget, variance)
+        elif workflow.name == "real-fraction":
+            moments = theory.real_fraction_moments(generations, d, T, sigma, T0, workflow.fraction, workflow.budget, variance)
+        else:
+            return Theory(note=f"no closed form for the {workflow.name!r} workflow"
+                          + (" with a budget and unequal weights (draws ∝ weight without replacement)" if workflow.name == "weighted" else ""))
+        return Theory([
+            TheoryCurve("mean_sq_error", moments.mean_sq_error, "exact", "second-moment recursion " + derived),
+            TheoryCurve("trace_ratio", moments.trace_ratio, "exact", "second-moment recursion " + derived),
+        ])
