@@ -106,28 +106,26 @@ def run_loop(
     state = checkpoint.load() if checkpoint is not None else None
     if state is None:
         start = time.perf_counter()
-        if sample_real is None:
-            real = task.sample_real(seeding.replicate_generators(seed, replicates, seeding.REAL_STREAM))
-        else:
-            real = sample_real()
+        real = sample_real() if sample_real is not None else task.sample_real(
+            seeding.replicate_generators(seed, replicates, seeding.REAL_STREAM)
+        )
         rngs = seeding.replicate_generators(seed, replicates, workflow.key)
         pool = Pool([Source(0, real, task.real_size, task.statistics(real))])
         model, composition = _fit(task, workflow, pool, 0, rngs)
-        record = GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition)
-        state = LoopState(0, model, pool, seeding.generator_states(rngs), [record])
+        records = [GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition)]
         if checkpoint is not None:
-            checkpoint.save(state)
-        if on_generation is not None:
-            on_generation(record)
+            checkpoint.save(LoopState(0, model, pool, seeding.generator_states(rngs), records))
+        first = 1
     else:
         log.info("resuming %s after generation %d", workflow.key, state.generation)
-        if on_generation is not None:
-            for record in state.records:
-                on_generation(record)
+        rngs = seeding.restore_generators(state.rng_states)
+        pool, model, real, records = state.pool, state.model, state.pool.real.data, state.records
+        first = state.generation + 1
+    if on_generation is not None:
+        for record in records:
+            on_generation(record)
 
-    rngs = seeding.restore_generators(state.rng_states)
-    pool, model, real, records = state.pool, state.model, state.pool.real.data, state.records
-    for g in range(state.generation + 1, generations + 1):
+    for g in range(first, generations + 1):
         start = time.perf_counter()
         n = workflow.synthetic_size(g, task.synthetic_size)
         inputs = task.sample_inputs(real, n, rngs)
