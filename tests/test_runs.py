@@ -1,6 +1,5 @@
 """Determinism, replicate prefixes, run directories, resume after interruption, API vs CLI."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -295,7 +295,7 @@ class LogisticTask(Task):
 
     def sample_real(self, rngs) -> RealLogisticData:
         table = self.table
-        R, (N, d) = len(rngs), table.x.shape
+        R = len(rngs)
         members = [np.flatnonzero(table.y == k) for k in (0, 1)]
         train_idx = np.empty((R, self.n_train), dtype=np.int64)
         test_idx = np.empty((R, self.n_test), dtype=np.int64)
