@@ -3,7 +3,9 @@
 Following Dey & Donoho (2024), a workflow is a *mixture* over the pool's sources (real data,
 then the synthetic data of generations 1, 2, …): ``replace`` puts all weight on the newest
 source, ``accumulate`` weights every source equally, ``accumulate-subsample`` draws a fixed
-budget of rows uniformly from everything so far. A workflow also says how many examples a
+budget of rows uniformly from everything so far, ``weighted`` gives real and synthetic rows any
+weights (decaying with age), and Kazdan et al.'s ``real-fraction`` and ``cardinality`` hold the
+real data's proportion, respectively its amount, fixed. A workflow also says how many examples a
 generation synthesizes (``growing`` scales that with the generation, as in Dohmatob et al.
 2024). Workflows know nothing about tasks: they see only the number of rows per source.
 
