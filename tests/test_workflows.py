@@ -120,3 +120,13 @@ def test_pool_forgets_only_what_no_mixture_reads():
     pool.forget(keep_history=False, keep_rows=True)
     assert pool.sources[2].statistics is None and pool.sources[0].data is not None
     np.testing.assert_array_equal(pool.sizes, [3, 2, 2])  # provenance stays
+
+
+def test_accumulate_keeps_only_the_running_total():
+    pool = _pool([3, 2, 2])
+    pool.forget(keep_history=True, keep_rows=False, keep_source_statistics=False)
+    assert all(s.statistics is None for s in pool.sources[1:])
+    assert pool.sources[0].statistics is not None
+    np.testing.assert_allclose(pool.statistics(np.ones(3)), [7.0])
+    with pytest.raises(ValueError, match="source 1 has no statistics"):
+        pool.statistics(np.array([1.0, 0.5, 0.0]))

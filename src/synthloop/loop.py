@@ -80,7 +80,7 @@ def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> t
     mixture = workflow.compose(pool.sizes, generation, rngs)
     training = TrainingSet(pool, mixture)
     model = task.fit(training, rngs)
-    pool.forget(keep_history=workflow.reads_history, keep_rows=workflow.reads_rows)
+    pool.forget(workflow.reads_history, workflow.reads_rows, workflow.reads_source_statistics)
     return model, training.composition()
 
 

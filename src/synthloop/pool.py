@@ -72,28 +72,40 @@ class Mixture:
 class Pool:
     """Sources in order of generation, with running statistics and lazily stacked rows."""
 
-    def __init__(self, sources: list[Source] | None = None):
+    def __init__(self, sources: list[Source] | None = None, total=None):
+        """``total``: the running sum of statistics, when the sources no longer hold theirs."""
         self.sources: list[Source] = []
         self._total = None
         self._stacks: dict[str, tuple[np.ndarray, int, int]] = {}  # field -> (buffer, sources in, rows in)
         for source in sources or []:
             self.add(source)
+        if total is not None:
+            self._total = total
+
+    @property
+    def total(self):
+        """The running sum of every source's statistics (None when not kept)."""
+        return self._total
 
     def add(self, source: Source) -> None:
         self.sources.append(source)
         if source.statistics is not None:
             self._total = source.statistics if self._total is None else self._total + source.statistics
 
-    def forget(self, keep_history: bool, keep_rows: bool) -> None:
+    def forget(self, keep_history: bool, keep_rows: bool, keep_source_statistics: bool = True) -> None:
         """Drop what no later mixture can read: every synthetic source's data when only the
-        newest source is ever used, or the rows of sources whose statistics suffice. Provenance
-        (generation, size) stays; the real data always stay."""
+        newest source is ever used, the rows of sources whose statistics suffice, and the
+        per-source statistics when only their running total is read. Provenance (generation,
+        size) stays; the real data always stay."""
         released = False
         for source in self.sources[1:]:
             if not keep_history and (source.data is not None or source.statistics is not None):
                 source.data, source.statistics, released = None, None, True
-            elif not keep_rows and source.statistics is not None and source.data is not None:
+                continue
+            if not keep_rows and source.statistics is not None and source.data is not None:
                 source.data, released = None, True
+            if not keep_source_statistics and source.data is None and self._total is not None:
+                source.statistics = None
         if not keep_history:
             self._total = None
         if released:

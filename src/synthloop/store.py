@@ -87,6 +87,7 @@ class WorkflowCheckpoint:
             "rng_states": state.rng_states,
             "records": state.records,
             "sources": len(state.pool.sources),
+            "total": state.pool.total,  # what remains of sources whose statistics were released
         }
         atomic_write(self.directory / "state.pkl", pickle.dumps(payload, protocol=5))
 
@@ -97,7 +98,8 @@ class WorkflowCheckpoint:
         payload = pickle.loads(path.read_bytes())
         sources = [pickle.loads(self._source_path(i).read_bytes()) for i in range(payload["sources"])]
         self._saved_sources = len(sources)
-        return LoopState(payload["generation"], payload["model"], Pool(sources), payload["rng_states"], payload["records"])
+        pool = Pool(sources, total=payload["total"])
+        return LoopState(payload["generation"], payload["model"], pool, payload["rng_states"], payload["records"])
 
     def records(self) -> list[GenerationRecord]:
         """The finished generations, without loading the pool."""

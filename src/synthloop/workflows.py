@@ -54,6 +54,11 @@ class Workflow(StrictModel, ABC):
     def reads_rows(self) -> bool:
         return False
 
+    @property
+    def reads_source_statistics(self) -> bool:
+        """False when only the running total of every source's statistics is ever read."""
+        return True
+
     def synthetic_size(self, generation: int, base: int) -> int:
         """Examples to synthesize at ``generation >= 1`` when the task's default is ``base``."""
         return base
@@ -103,6 +108,10 @@ class Accumulate(Workflow):
     """Train on the real data and every synthetic set so far, all rows weighted equally (augment)."""
 
     name: Literal["accumulate"] = "accumulate"
+
+    @property
+    def reads_source_statistics(self) -> bool:
+        return False
 
     def compose(self, sizes, generation, rngs):
         return Mixture(weights=np.ones(len(sizes)))
