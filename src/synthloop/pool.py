@@ -137,7 +137,9 @@ class Pool:
         for j in used:
             stats = self.sources[j].statistics
             if stats is None:
-                raise ValueError(f"source {j} has no statistics; this task fits from rows")
+                raise ValueError(
+                    f"source {j} has no statistics: the task fits from rows, or the workflow reads only their total"
+                )
             term = stats if weights[j] == 1 else stats * float(weights[j])
             total = term if total is None else total + term
         return total

@@ -47,6 +47,8 @@ __all__ = [
     "ols_growing_risk",
     "ols_replace_risk",
     "ols_replace_risk_asymptotic",
+    "ridge_mixture_risk_fixed_design",
+    "ridge_risk_random_design",
 ]
 
 _BASEL_TAIL = np.pi**2 / 6 - 1  # sum_{k>=2} 1/k^2
@@ -668,3 +670,337 @@ def ols_growing_risk(generation, d, T, sigma, T0=None, sigma0=None):
     later = sigma0**2 * d / T0 * (special.digamma(g + 1 - c) - special.digamma(1 - c))
     later = np.where(ok, later, np.nan)
     return _out(first + np.where(g > 0, later, 0.0))
+
+
+# ----------------------------------------------------------------------------- ridge
+
+
+def _ridge_scalars(name: str, value, kind: str) -> float:
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name} must be a scalar here, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (kind == "positive" and v == 0):
+        raise ValueError(f"{name} must be {'positive' if kind == 'positive' else 'non-negative'}, got {value!r}")
+    return v
+
+
+def _ridge_draws_seed(draws, seed) -> tuple[int, int]:
+    if np.ndim(draws) != 0:
+        raise ValueError(f"draws must be an integer >= 2, got {draws!r}")
+    draws = int(_integers(draws, "draws", 2, "an integer >= 2"))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return draws, int(seed)
+
+
+def _ridge_spectrum(spectrum, d: int) -> tuple[float, ...] | None:
+    """``None`` for isotropic ``Σ = I``, else the diagonal of ``Σ`` as a hashable tuple."""
+    if spectrum is None:
+        return None
+    s = np.asarray(spectrum, dtype=float)
+    if s.shape != (d,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"spectrum must be None or {d} positive numbers (the diagonal of Σ), got shape {s.shape}")
+    return None if np.all(s == 1.0) else tuple(s.tolist())
+
+
+def _frozen(curve: np.ndarray) -> np.ndarray:
+    curve = np.ascontiguousarray(curve, dtype=float)
+    curve.flags.writeable = False
+    return curve
+
+
+def _summarize(per_draw: np.ndarray) -> MonteCarloRisk:
+    draws = per_draw.shape[0]
+    return MonteCarloRisk(mean=_frozen(per_draw.mean(axis=0)),
+                          sem=_frozen(per_draw.std(axis=0, ddof=1) / np.sqrt(draws)), draws=draws)
+
+
+@functools.lru_cache(maxsize=128)
+def _ridge_fixed_mc(alpha_key: tuple, d: int, T: int, sigma: float, sigma0: float, ridge: float,
+                    w_norm: float, spectrum: tuple | None, draws: int, seed: int) -> MonteCarloRisk:
+    shares = np.array(alpha_key, dtype=float)
+    shares = shares / shares.sum(axis=1, keepdims=True)
+    size = shares.shape[0]  # G + 1
+    noise_var = np.full(size, sigma0**2)
+    noise_var[0] = sigma**2
+    lam = None if spectrum is None else np.array(spectrum)
+    rng = np.random.default_rng(seed)
+    chunk = int(max(1, min(draws, 32e6 // (size * size * d * 8))))
+    per_draw = np.empty((draws, size))
+    for start in range(0, draws, chunk):
+        k = min(chunk, draws - start)
+        F = _wishart_factor(rng, k, T, d)  # (k, d, m): F Fᵀ ~ Wishart_d(T, I), the whitened XᵀX
+        if lam is None:
+            if F.shape[2] < d:  # T < d: the T nonzero eigenvalues, padded with d − T zeros
+                s2 = np.concatenate([np.linalg.eigvalsh(np.swapaxes(F, 1, 2) @ F), np.zeros((k, d - F.shape[2]))], axis=1)
+            else:
+                s2 = np.linalg.eigvalsh(F @ np.swapaxes(F, 1, 2))
+            h = np.ones((k, d))
+        else:
+            root = np.sqrt(lam)
+            gram = root[:, None] * (F @ np.swapaxes(F, 1, 2)) * root[None, :]  # XᵀX = Σ^½ Zᵀ Z Σ^½
+            s2, V = np.linalg.eigh(gram)
+            h = np.einsum("j,rji->ri", lam, V**2)  # (VᵀΣV)_ii
+        s2 = np.maximum(s2, 0.0)
+        m = s2 / (s2 + T * ridge)  # shrinkage per eigendirection
+        q = s2 / (s2 + T * ridge) ** 2  # noise gain per eigendirection (times σ_j²)
+        prev = np.empty((size + 1, k, d))  # prev[j] = β_{j−1}; β_{−1} = 1
+        prev[0] = 1.0
+        C = np.zeros((size, size, k, d))  # C[g, j]: coefficient of the source-j noise in model g
+        for g in range(size):
+            a = shares[g, : g + 1]
+            prev[g + 1] = m * np.tensordot(a, prev[: g + 1], axes=1)
+            C[g, : g + 1] = a[:, None, None]
+            nz = np.flatnonzero(a[1:]) + 1
+            if nz.size:
+                C[g, :g] += m * np.tensordot(a[nz], C[nz - 1, :g], axes=1)
+        bias = (prev[1:] - 1.0) ** 2 * (w_norm**2 / d)  # (size, k, d)
+        var = q * np.einsum("j,gjkd->gkd", noise_var, C**2)
+        per_draw[start : start + k] = np.einsum("gkd,kd->kg", bias + var, h)
+    return _summarize(per_draw)
+
+
+def ridge_mixture_risk_fixed_design(alpha, d, T, sigma, ridge, sigma0=None, w_norm=1.0, spectrum=None,
+                                    draws=1000, seed=0):
+    r"""Excess risk of ridge under any whole-source mixture workflow on a fixed design (Monte Carlo over designs).
+
+    One Gaussian design ``X`` (``T`` rows ``x ~ N(0, Σ)``) is relabelled every generation.
+    Source 0 holds the real labels ``y_0 = Xw* + ε_0`` (``ε_0 ~ N(0, σ² I)``), source ``j >= 1``
+    the labels ``y_j = Xŵ_{j−1} + ε_j`` (``ε_j ~ N(0, σ0² I)``), and generation ``g`` fits ridge
+    on the mixture with shares ``α[g, j]``, i.e. on the weighted mean label vector:
+    ``ŵ_g = (XᵀX + TλI)⁻¹Xᵀ Σ_j α[g, j] y_j`` (the ``(XᵀX + nλI)w = Xᵀy`` convention with ``n``
+    the rows of the training set; the penalty scales with the weights, so it is ``Tλ`` here).
+
+    Parameters
+    ----------
+    alpha : array_like of shape (G + 1, G + 1)
+        Lower-triangular non-negative weights of the sources in each generation; each row is
+        normalized to sum to 1 (e.g. ``np.eye`` for replace, ``np.tril(np.ones(...))`` for
+        accumulate).
+    d : int
+        Input dimension, ``d >= 1``.
+    T : int
+        Rows of the design, ``T >= 1`` (``T < d + 2`` is allowed: ridge is always well posed).
+    sigma : float
+        Standard deviation of the real label noise, ``>= 0``.
+    ridge : float
+        ``λ > 0``.
+    sigma0 : float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+    w_norm : float, optional
+        ``‖w*‖``; ``w*`` has a uniformly random direction, independent of ``X`` (default 1).
+    spectrum : array_like of shape (d,), optional
+        Diagonal of ``Σ``. Default (or all ones): ``Σ = I``.
+    draws : int, optional
+        Independent designs averaged (default 1000), ``>= 2``.
+    seed : int, optional
+        Seed of the ``numpy.random.Generator`` (default 0). The result is a pure function of the
+        arguments and is cached (``functools.lru_cache``).
+
+    Returns
+    -------
+    MonteCarloRisk
+        ``mean`` and ``sem`` of ``E ‖ŵ_g − w*‖²_Σ``, shape (G + 1,), for ``g = 0 … G``.
+
+    Notes
+    -----
+    Let ``XᵀX = Σ_i s_i² v_i v_iᵀ``, ``m_i = s_i²/(s_i² + Tλ)`` (shrinkage) and
+    ``q_i = s_i²/(s_i² + Tλ)²`` (noise gain). With ``M = (XᵀX + TλI)⁻¹XᵀX`` and
+    ``P = (XᵀX + TλI)⁻¹Xᵀ`` the fits obey ``ŵ_g = Σ_j α[g, j](Mŵ_{j−1} + Pε_j)``,
+    ``ŵ_{−1} = w*``. ``M`` and ``PPᵀ = V diag(q) Vᵀ`` share the eigenvectors ``v_i``, so the
+    coordinates ``v_iᵀŵ_g`` follow independent scalar recursions: the mean (over the noise) is
+    ``β_g(m_i) v_iᵀw*`` with
+
+    .. math::
+
+        \beta_{-1} = 1, \qquad \beta_g(m) = m \sum_{j \le g} \alpha_{g,j}\, \beta_{j-1}(m),
+
+    and the noise part is Dey & Donoho's mixture recursion with a factor ``m``:
+    ``Z_g = Σ_j α[g, j](m Z_{j−1} + η_j)``, ``Var η_j = σ_j² q_i``, unrolled as
+    ``Z_g = Σ_j C_m[g, j] η_j`` with ``C_m[g] = α[g] + m Σ_{j≥1} α[g, j] C_m[j − 1]``. Averaging
+    over the noise and over ``w*`` (``E w*w*ᵀ = ‖w*‖²/d · I``), and writing
+    ``h_i = v_iᵀΣv_i`` (the Σ-norm enters only through the diagonal of ``VᵀΣV``, because the
+    coordinates are uncorrelated and the bias matrix ``V diag(β − 1) Vᵀ`` is diagonal in ``V``),
+
+    .. math::
+
+        E\big[\|\hat w_g - w^*\|_\Sigma^2 \mid X\big] = \sum_{i=1}^{d} h_i \Big[
+            \big(\beta_g(m_i) - 1\big)^2 \frac{\|w^*\|^2}{d}
+            + q_i \sum_{j \le g} C_{m_i}[g, j]^2\, \sigma_j^2 \Big],
+
+    ``σ_0 = σ``, ``σ_j = σ0``. This is exact given ``X``; the function averages it over ``draws``
+    designs (``Z ᵀZ ~ Wishart_d(T, I)`` by the Bartlett decomposition, ``XᵀX = Σ^½ZᵀZΣ^½``; with
+    ``Σ = I`` only the eigenvalues are needed, ``h_i = 1``). Directions with ``s_i = 0``
+    (``T < d``) have ``m_i = q_i = 0``: the model never learns them, a bias ``h_i ‖w*‖²/d``.
+
+    Limits: ``λ → 0`` with ``T >= d + 2`` gives ``m = 1``, ``q_i = 1/s_i²`` and the OLS risk
+    ``mixture_risk(α, σ_j² d/(T − d − 1))``. Under replace, ``β_g = m^{g+1}``: the shrinkage
+    compounds, ``(1 − m^{g+1})²`` grows to 1 and the model collapses to the null predictor
+    (bias → ``‖w*‖²_Σ``-like) on top of a noise term ``σ0² q (1 − m^{2(g+1)})/(1 − m²)`` that
+    saturates; under accumulate ``β_g`` stays near the one-fit shrinkage. Checked against
+    ``synthloop.run`` (batched ridge on simulated data) in ``tests/test_theory_ridge.py``.
+
+    References
+    ----------
+    .. [1] E. Dohmatob, Y. Feng, J. Kempe, "Model Collapse Demystified: The Case of
+       Regression", NeurIPS 2024, arXiv:2402.07712 (iterated ridge; this exact fixed-design
+       form is derived here).
+    .. [2] A. Dey and D. Donoho, "Universality of the π²/6 Pathway in Avoiding Model Collapse",
+       arXiv:2410.22812, 2024 (the mixture recursion).
+
+    Examples
+    --------
+    Replace at ``λ → 0`` is OLS: ``(g + 1) σ² d/(T − d − 1)`` up to Monte Carlo error.
+
+    >>> import numpy as np
+    >>> from synthloop.theory.regression import ridge_mixture_risk_fixed_design
+    >>> mc = ridge_mixture_risk_fixed_design(np.eye(3), d=5, T=30, sigma=1.0, ridge=1e-9, draws=4000)
+    >>> bool(np.all(np.abs(mc.mean - 5 / 24 * np.arange(1, 4)) < 4 * mc.sem))
+    True
+    """
+    a = np.asarray(alpha, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+        raise ValueError(f"alpha must be a square (G+1, G+1) matrix; got shape {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(np.triu(a, 1) != 0):
+        raise ValueError("alpha must be finite, non-negative and lower-triangular")
+    if np.any(a.sum(axis=1) == 0):
+        raise ValueError("every generation must give positive weight to some source")
+    for name, value in (("d", d), ("T", T)):
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar here, got {value!r}")
+    d, T = int(_count(d, "d")), int(_count(T, "T"))
+    sigma = _ridge_scalars("sigma", sigma, "non-negative")
+    sigma0 = sigma if sigma0 is None else _ridge_scalars("sigma0", sigma0, "non-negative")
+    ridge = _ridge_scalars("ridge", ridge, "positive")
+    w_norm = _ridge_scalars("w_norm", w_norm, "non-negative")
+    draws, seed = _ridge_draws_seed(draws, seed)
+    key = tuple(map(tuple, a.tolist()))
+    return _ridge_fixed_mc(key, d, T, sigma, sigma0, ridge, w_norm, _ridge_spectrum(spectrum, d), draws, seed)
+
+
+@functools.lru_cache(maxsize=128)
+def _ridge_random_mc(G: int, d: int, T: int, T0: int, sigma: float, sigma0: float, ridge: float,
+                     w_norm: float, spectrum: tuple | None, workflow: str, draws: int, seed: int) -> MonteCarloRisk:
+    rng = np.random.default_rng(seed)
+    lam = np.ones(d) if spectrum is None else np.array(spectrum)
+    root = np.sqrt(lam)
+    eye = np.eye(d)
+    chunk = int(max(1, min(draws, 16e6 // (d * max(d, T, T0) * 8 * 4))))
+    per_draw = np.empty((draws, G + 1))
+    for start in range(0, draws, chunk):
+        k = min(chunk, draws - start)
+        B = np.zeros((k, d, d))
+        Pi = np.broadcast_to(eye, (k, d, d)).copy()  # mean map: E[ŵ_g | X] = Π_g w*
+        Q = np.zeros((k, d, d))  # noise covariance of ŵ_g given the designs
+        for g in range(G + 1):
+            n = T if g == 0 else (g * T0 if workflow == "growing" else T0)
+            s = sigma if g == 0 else sigma0
+            F = _wishart_factor(rng, k, n, d)
+            gram = root[:, None] * (F @ np.swapaxes(F, 1, 2)) * root[None, :]  # X_gᵀX_g
+            B = (B if workflow == "accumulate" else 0.0) + gram + n * ridge * eye
+            Binv = np.linalg.inv(B)
+            step = eye - n * ridge * Binv  # F_g
+            Pi = step @ Pi
+            Q = step @ Q @ np.swapaxes(step, 1, 2) + s**2 * (Binv @ gram @ Binv)
+            E = Pi - eye
+            bias = np.einsum("rij,i,rij->r", E, lam, E) * (w_norm**2 / d)  # tr(Eᵀ Σ E) ‖w*‖²/d
+            per_draw[start : start + k, g] = bias + np.einsum("i,rii->r", lam, Q)
+    return _summarize(per_draw)
+
+
+def ridge_risk_random_design(generation, d, T, sigma, ridge, workflow="replace", T0=None, sigma0=None,
+                             w_norm=1.0, spectrum=None, draws=1000, seed=0):
+    r"""Excess risk of ridge with a fresh Gaussian design every generation (Monte Carlo over designs).
+
+    Generation 0 fits ridge on ``T`` real rows; generation ``g >= 1`` labels ``n_g`` fresh rows
+    ``X_g`` with the previous model plus noise ``σ0`` and fits ridge, ``(A + NλI)w = b``, on
+    the rows of its training set: only the new rows (``replace``, ``n_g = T0``; ``growing``,
+    ``n_g = g T0``) or every row so far (``accumulate``, ``n_g = T0``, ``N = T + g T0``).
+
+    Parameters
+    ----------
+    generation : int
+        The number of generations ``G >= 0``; the result covers ``g = 0 … G``.
+    d, T : int
+        Input dimension and number of real rows.
+    sigma : float
+        Standard deviation of the real label noise, ``>= 0``.
+    ridge : float
+        ``λ > 0``.
+    workflow : {"replace", "accumulate", "growing"}
+        Which rows generation ``g`` trains on (default ``"replace"``).
+    T0 : int, optional
+        Fresh synthetic rows per generation (``growing``: the growth unit). Default: ``T``.
+    sigma0 : float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+    w_norm : float, optional
+        ``‖w*‖`` (uniformly random direction; default 1).
+    spectrum : array_like of shape (d,), optional
+        Diagonal of ``Σ``; default ``Σ = I``.
+    draws : int, optional
+        Independent sequences of designs averaged (default 1000), ``>= 2``.
+    seed : int, optional
+        Seed (default 0); the result is a pure function of the arguments and is cached.
+
+    Returns
+    -------
+    MonteCarloRisk
+        ``mean`` and ``sem`` of ``E ‖ŵ_g − w*‖²_Σ``, shape (G + 1,).
+
+    Notes
+    -----
+    With ``G_g = X_gᵀX_g``, ``B_g = G_g + n_gλI`` (replace, growing) or
+    ``B_g = Σ_{k≤g} G_k + N_gλI`` (accumulate, ``N_g = T + g T0``) and ``b_g = X_gᵀε_g``, every
+    workflow here is a linear recursion with ``ŵ_{−1} = w*``:
+
+    .. math::
+
+        \hat w_g = F_g \hat w_{g-1} + B_g^{-1} b_g, \qquad F_g = I - n_g\lambda B_g^{-1}.
+
+    For replace it is ``ŵ_g = B_g⁻¹(G_g ŵ_{g−1} + b_g)`` and ``I − n_gλB_g⁻¹ = B_g⁻¹G_g``. For
+    accumulate the running sum ``S_g = Σ_k X_kᵀy_k = B_g ŵ_g`` gains
+    ``G_g ŵ_{g−1} + b_g``, so ``B_g ŵ_g = (B_g − n_gλI)ŵ_{g−1} + b_g`` (recursive least
+    squares with the penalty's growth ``n_gλ`` as the only new term). Given the designs, the
+    mean is ``Π_g w*`` with ``Π_g = F_g ⋯ F_0`` and the noise covariance obeys
+    ``Q_g = F_g Q_{g−1} F_gᵀ + σ_g² B_g⁻¹G_gB_g⁻¹`` (``Q_{−1} = 0``), hence
+
+    .. math::
+
+        E\big[\|\hat w_g - w^*\|_\Sigma^2 \mid X_0, \dots, X_g\big]
+            = \frac{\|w^*\|^2}{d} \operatorname{tr}\big((\Pi_g - I)^\top \Sigma (\Pi_g - I)\big)
+              + \operatorname{tr}(\Sigma Q_g),
+
+    averaged over ``draws`` sequences of designs (``X_gᵀX_g = Σ^½ W Σ^½``, ``W`` Wishart by the
+    Bartlett decomposition). Exact given the designs; cost ``O(draws · G · d³)``. At ``λ → 0``
+    replace gives `ols_replace_risk` and accumulate the recursive-least-squares identity of
+    `ols_accumulate_risk_random_design_closed_form`.
+
+    References
+    ----------
+    .. [1] E. Dohmatob, Y. Feng, J. Kempe, "Model Collapse Demystified: The Case of
+       Regression", NeurIPS 2024, arXiv:2402.07712 (iterated ridge with fresh designs; this
+       numerical form is derived here).
+
+    Examples
+    --------
+    >>> from synthloop.theory.regression import ridge_risk_random_design
+    >>> mc = ridge_risk_random_design(2, d=5, T=30, sigma=1.0, ridge=1e-9, draws=4000)
+    >>> bool(np.all(np.abs(mc.mean - 5 / 24 * np.arange(1, 4)) < 4 * mc.sem))
+    True
+    """
+    if np.ndim(generation) != 0:
+        raise ValueError(f"generation must be a single non-negative integer (the number of generations G), got {generation!r}")
+    G = int(_generation(generation).item())
+    if workflow not in ("replace", "accumulate", "growing"):
+        raise ValueError(f"workflow must be 'replace', 'accumulate' or 'growing', got {workflow!r}")
+    for name, value in (("d", d), ("T", T)) + ((("T0", T0),) if T0 is not None else ()):
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar here, got {value!r}")
+    d, T = int(_count(d, "d")), int(_count(T, "T"))
+    T0 = T if T0 is None else int(_count(T0, "T0"))
+    sigma = _ridge_scalars("sigma", sigma, "non-negative")
+    sigma0 = sigma if sigma0 is None else _ridge_scalars("sigma0", sigma0, "non-negative")
+    ridge = _ridge_scalars("ridge", ridge, "positive")
+    w_norm = _ridge_scalars("w_norm", w_norm, "non-negative")
+    draws, seed = _ridge_draws_seed(draws, seed)
+    return _ridge_random_mc(G, d, T, T0, sigma, sigma0, ridge, w_norm, _ridge_spectrum(spectrum, d), workflow, draws, seed)
