@@ -164,6 +164,48 @@ def theory_command(
     console.print(table)
 
 
+@app.command("verifier-quality")
+def verifier_quality_command(
+    csv: Annotated[Path, typer.Argument(help="CSV file: one audited synthetic example per row")],
+    kept: Annotated[str, typer.Option(help="boolean column: did the verifier keep the example")] = "kept",
+    correct: Annotated[str, typer.Option(help="boolean column: is the synthetic label correct")] = "correct",
+    label: Annotated[Optional[str], typer.Option(help="column of synthetic labels (with --truth, instead of --correct)")] = None,
+    truth: Annotated[Optional[str], typer.Option(help="column of true labels (with --label)")] = None,
+    level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+):
+    """How good is a verifier? φ, ψ, the breakdown point p* and the generator's error p (Feng et al. 2024)."""
+    import json
+
+    from .verifiers import verifier_quality_from_csv
+
+    try:
+        if not 0 < level < 1:
+            raise ConfigError(f"--level must be a number in (0, 1); got {level}")
+        quality = verifier_quality_from_csv(csv, kept=kept, correct=correct, label=label, truth=truth, level=level)
+    except ConfigError as error:
+        _fail(error)
+    if json_out:
+        print(json.dumps(quality.to_dict(), indent=2))
+        return
+    table = Table(title=f"verifier quality — {csv} ({quality.n} audited examples)", caption=f"intervals: {quality.level:.0%} (Wilson; p* from the joint φ, ψ intervals)")
+    table.add_column("quantity")
+    table.add_column("estimate", justify="right")
+    table.add_column("interval", justify="right")
+    rows = [
+        ("generator error p = P(label wrong)", quality.p),
+        ("φ = P(keep | correct)", quality.phi),
+        ("ψ = P(keep | wrong)", quality.psi),
+        ("kept fraction", quality.kept_fraction),
+        ("breakdown point p* = φ/(φ+ψ)", quality.p_star),
+    ]
+    for name, value in rows:
+        table.add_row(name, f"{value.estimate:.4g}", f"[{value.lower:.4g}, {value.upper:.4g}]")
+    table.add_row("error of the kept data p′", f"{quality.pruned_error:.4g}", "")
+    console.print(table)
+    console.print(quality.verdict)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

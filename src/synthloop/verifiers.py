@@ -1,0 +1,173 @@
+"""Verifiers and selection: how good is a verifier, measured on the user's own data.
+
+A verifier that filters synthetic data helps only if it keeps correct examples more readily than
+wrong ones. Feng et al. (2024) summarize a verifier by ``φ = P(keep | label correct)`` and
+``ψ = P(keep | label wrong)``: training on the kept data recovers the truth as the data grow when
+the generator's error rate ``p`` is below the breakdown point ``p* = 1/(1 + ψ/φ)``, and fails
+above it. :func:`verifier_quality` estimates all of these, with confidence intervals, from
+examples whose correctness is known (a labelled audit sample) and the verifier's verdicts on
+them; ``synthloop verifier-quality FILE.csv`` runs it on a CSV file.
+
+Verifiers inside the generation loop (oracle, weak model, self-confidence, random, rlhf) build
+on the same quantities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from .theory import verification
+from .validation import ConfigError
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its confidence interval."""
+
+    estimate: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class VerifierQuality:
+    """What a verifier does to a generator's data, estimated from an audit sample.
+
+    Attributes
+    ----------
+    n, n_correct, n_kept : int
+        Examples audited, examples whose label is correct, examples the verifier kept.
+    p : Interval
+        The generator's error rate ``P(label wrong)``.
+    phi, psi : Interval
+        ``P(keep | correct)`` and ``P(keep | wrong)``.
+    kept_fraction : Interval
+        ``P(keep)``.
+    p_star : Interval
+        Breakdown point ``φ/(φ + ψ)``; its interval combines the two intervals of ``φ`` and ``ψ``
+        (each at level ``1 − α/2``, so jointly at least ``1 − α``).
+    pruned_error : float
+        Error rate of the kept examples, ``pψ/(pψ + (1 − p)φ)``.
+    level : float
+        Confidence level of the intervals.
+    """
+
+    n: int
+    n_correct: int
+    n_kept: int
+    p: Interval
+    phi: Interval
+    psi: Interval
+    kept_fraction: Interval
+    p_star: Interval
+    pruned_error: float
+    level: float
+
+    @property
+    def verdict(self) -> str:
+        """Whether the generator's error rate is clearly below or above the breakdown point."""
+        if self.p.upper < self.p_star.lower:
+            return "p < p*: the kept data are mostly correct — verification should let training on them improve"
+        if self.p.lower > self.p_star.upper:
+            return "p > p*: the kept data are mostly wrong — training on them will collapse however much is kept"
+        return "p ≈ p*: the audit cannot tell on which side of the breakdown point the generator is; audit more examples"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def wilson_interval(successes: int, trials: int, level: float) -> Interval:
+    """Wilson score interval of a binomial proportion (NaN for zero trials)."""
+    if trials == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    z = stats.norm.ppf(0.5 + level / 2)
+    share = successes / trials
+    centre = (share + z**2 / (2 * trials)) / (1 + z**2 / trials)
+    half = z * np.sqrt(share * (1 - share) / trials + z**2 / (4 * trials**2)) / (1 + z**2 / trials)
+    return Interval(share, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def verifier_quality(correct, kept, level: float = 0.95) -> VerifierQuality:
+    """Estimate ``p``, ``φ``, ``ψ`` and ``p*`` from audited examples.
+
+    Parameters
+    ----------
+    correct : array_like of bool, shape (n,)
+        Whether each example's synthetic label is correct (from ground truth or a human audit).
+    kept : array_like of bool, shape (n,)
+        Whether the verifier kept it.
+    level : float
+        Confidence level of the intervals, in (0, 1).
+    """
+    correct, kept = np.asarray(correct, dtype=bool), np.asarray(kept, dtype=bool)
+    if correct.shape != kept.shape or correct.ndim != 1:
+        raise ValueError(f"correct and kept must be 1-D of the same length; got {correct.shape} and {kept.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    n, n_correct = len(correct), int(correct.sum())
+    half = 1 - (1 - level) / 2  # φ and ψ each at 1 − α/2: their joint coverage is at least 1 − α
+    phi = wilson_interval(int((kept & correct).sum()), n_correct, half)
+    psi = wilson_interval(int((kept & ~correct).sum()), n - n_correct, half)
+    p = wilson_interval(n - n_correct, n, level)
+    nan = float("nan")
+    both = 0 < n_correct < n  # φ and ψ both estimable
+    p_star = Interval(
+        *(float(verification.breakdown_point(f, s)) for f, s in ((phi.estimate, psi.estimate), (phi.lower, psi.upper), (phi.upper, psi.lower)))
+    ) if both else Interval(nan, nan, nan)
+    pruned = float(verification.pruned_error_rate(p.estimate, phi.estimate, psi.estimate)) if both else nan
+    return VerifierQuality(n, n_correct, int(kept.sum()), p, phi, psi, wilson_interval(int(kept.sum()), n, level), p_star, pruned, level)
+
+
+_TRUE = {"1", "true", "yes", "y", "t", "keep", "kept", "correct"}
+_FALSE = {"0", "false", "no", "n", "f", "drop", "dropped", "wrong", "incorrect"}
+
+
+def _boolean_column(frame, column: str, path: Path) -> np.ndarray:
+    if column not in frame.columns:
+        raise ConfigError(f"{path}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+    values = frame[column].astype(str).str.strip().str.lower()
+    bad = ~values.isin(_TRUE | _FALSE)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ConfigError(
+            f"{path}: column {column!r} must hold booleans (1/0, true/false, yes/no); "
+            f"row {row + 2} holds {frame[column].iloc[row]!r}"
+        )
+    return values.isin(_TRUE).to_numpy()
+
+
+def verifier_quality_from_csv(
+    path: str | Path,
+    kept: str = "kept",
+    correct: str | None = "correct",
+    label: str | None = None,
+    truth: str | None = None,
+    level: float = 0.95,
+) -> VerifierQuality:
+    """:func:`verifier_quality` on a CSV file: a boolean ``kept`` column, and either a boolean
+    ``correct`` column or a ``label`` and a ``truth`` column compared for equality."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as error:
+        raise ConfigError(f"{path}: not a readable CSV file ({error})") from None
+    if len(frame) == 0:
+        raise ConfigError(f"{path}: no rows")
+    if label is not None or truth is not None:
+        if label is None or truth is None:
+            raise ConfigError("--label and --truth go together: give both, or a --correct column")
+        for column in (label, truth):
+            if column not in frame.columns:
+                raise ConfigError(f"{path}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
+        is_correct = (frame[label].str.strip() == frame[truth].str.strip()).to_numpy()
+    else:
+        is_correct = _boolean_column(frame, correct, path)
+    return verifier_quality(is_correct, _boolean_column(frame, kept, path), level)

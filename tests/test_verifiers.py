@@ -1,0 +1,90 @@
+"""The verifier-quality tool: estimates, intervals, CSV errors."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import z_for
+from typer.testing import CliRunner
+
+from synthloop import ConfigError
+from synthloop.cli import app
+from synthloop.verifiers import verifier_quality, verifier_quality_from_csv, wilson_interval
+
+
+def _audit(n, p, phi, psi, seed=0):
+    rng = np.random.default_rng(seed)
+    correct = rng.random(n) >= p
+    kept = np.where(correct, rng.random(n) < phi, rng.random(n) < psi)
+    return correct, kept
+
+
+def test_estimates_recover_the_pruner():
+    correct, kept = _audit(20_000, p=0.3, phi=0.9, psi=0.3)
+    quality = verifier_quality(correct, kept)
+    for value, truth, n in [(quality.p, 0.3, 20_000), (quality.phi, 0.9, 14_000), (quality.psi, 0.3, 6_000)]:
+        assert abs(value.estimate - truth) < z_for(4) * np.sqrt(truth * (1 - truth) / n)
+        assert value.lower < value.estimate < value.upper
+    # Delta method for p* = φ/(φ+ψ) at φ = 0.9, ψ = 0.3.
+    se = np.hypot(0.3 / 1.2**2 * np.sqrt(0.9 * 0.1 / 14_000), 0.9 / 1.2**2 * np.sqrt(0.3 * 0.7 / 6_000))
+    assert abs(quality.p_star.estimate - 0.75) < z_for(4) * se
+    assert quality.p_star.lower < quality.p_star.estimate < quality.p_star.upper
+    assert quality.pruned_error == pytest.approx(0.3 * quality.psi.estimate / (0.3 * quality.psi.estimate + 0.7 * quality.phi.estimate), rel=0.05)
+    assert quality.verdict.startswith("p < p*")
+
+
+def test_verdicts_and_undefined_cases():
+    bad = verifier_quality(*_audit(5000, p=0.6, phi=0.5, psi=0.9, seed=1))  # p* = 0.36 < p
+    assert bad.verdict.startswith("p > p*")
+    small = verifier_quality(*_audit(20, p=0.45, phi=0.6, psi=0.5, seed=2))
+    assert small.verdict.startswith("p ≈ p*")
+    all_correct = verifier_quality(np.ones(10, bool), np.ones(10, bool))
+    assert np.isnan(all_correct.p_star.estimate) and np.isnan(all_correct.psi.estimate)
+    with pytest.raises(ValueError, match="same length"):
+        verifier_quality([True, False], [True])
+
+
+def test_wilson_interval_coverage():
+    """Empirical coverage of the 95% interval is close to 95% (binomial tolerance over trials)."""
+    rng = np.random.default_rng(3)
+    trials, p = 4000, 0.2
+    hits = sum(wilson_interval(int(k), 50, 0.95).lower <= p <= wilson_interval(int(k), 50, 0.95).upper for k in rng.binomial(50, p, size=trials))
+    assert abs(hits / trials - 0.95) < z_for(1) * np.sqrt(0.95 * 0.05 / trials) + 0.01  # Wilson is near-exact
+
+
+def test_csv_tool(tmp_path):
+    correct, kept = _audit(400, p=0.2, phi=0.95, psi=0.2, seed=4)
+    path = tmp_path / "audit.csv"
+    path.write_text("correct,kept\n" + "\n".join(f"{'yes' if c else 'no'},{int(k)}" for c, k in zip(correct, kept)) + "\n")
+    result = CliRunner().invoke(app, ["verifier-quality", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["n"] == 400 and payload["verdict"].startswith("p < p*")
+    assert payload["phi"]["estimate"] == pytest.approx(np.mean(kept[correct]))
+    table = CliRunner().invoke(app, ["verifier-quality", str(path)])
+    assert "breakdown point" in table.output
+    labels = tmp_path / "labels.csv"
+    labels.write_text("pred,truth,kept\ncat,cat,1\ndog,cat,0\ndog,dog,1\ncat,dog,1\n")
+    quality = verifier_quality_from_csv(labels, label="pred", truth="truth")
+    assert (quality.n, quality.n_correct, quality.n_kept) == (4, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "content, options, message",
+    [
+        ("correct,kept\n1,1\n", {"kept": "keep"}, r"audit.csv: no column 'keep'; columns: correct, kept"),
+        ("correct,kept\n1,maybe\n", {}, r"audit.csv: column 'kept' must hold booleans .* row 2 holds 'maybe'"),
+        ("correct,kept\n", {}, r"audit.csv: no rows"),
+        ("pred,kept\na,1\n", {"label": "pred"}, r"--label and --truth go together"),
+    ],
+)
+def test_csv_errors_name_file_and_column(tmp_path, content, options, message):
+    path = tmp_path / "audit.csv"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        verifier_quality_from_csv(path, **options)
+
+
+def test_missing_file_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["verifier-quality", str(tmp_path / "nope.csv")])
+    assert result.exit_code == 2 and "nope.csv: no such file" in result.output
