@@ -267,7 +267,25 @@ class RegressionTask(Task):
         c = self.config
         d, T, T0, sigma, sigma0 = c.d, c.T, c.synthetic_T, c.sigma, c.synthetic_sigma
         if c.ridge > 0:
-            return Theory(note="no theory curve for ridge (λ > 0) yet")
+            spectrum = None if c.spectrum == "isotropic" else self.spectrum_
+            if c.design == "fixed" and not workflow.reads_rows:
+                # Exact given X (per-eigendirection recursions); averaged over random designs.
+                alpha = np.zeros((generations + 1, generations + 1))
+                for k in range(generations + 1):
+                    alpha[k, : k + 1] = workflow.compose(np.full(k + 1, T), k, []).weights
+                draws = 1000
+                mc = theory.ridge_mixture_risk_fixed_design(alpha, d, T, sigma, c.ridge, sigma0=sigma0, w_norm=c.w_norm,
+                                                            spectrum=spectrum, draws=draws, seed=0)
+            elif c.design == "random" and workflow.name in ("replace", "accumulate", "growing"):
+                # O(draws · G · d³), about 10 d³ flops per design and generation: aim at ~2·10⁹ flops, 100 to 1000 designs.
+                draws = int(np.clip(2e8 / ((generations + 1) * d**3), 100, 1000))
+                mc = theory.ridge_risk_random_design(generations, d, T, sigma, c.ridge, workflow=workflow.name, T0=T0,
+                                                     sigma0=sigma0, w_norm=c.w_norm, spectrum=spectrum, draws=draws, seed=0)
+            else:
+                why = "it draws individual rows" if workflow.reads_rows else "only replace, accumulate and growing are covered"
+                return Theory(note=f"no ridge (λ > 0) theory for the {workflow.name!r} workflow on a {c.design} design: {why}")
+            source = f"Monte Carlo over {draws} designs; exact given the design (synthloop.theory.regression, ridge)"
+            return Theory([TheoryCurve("excess_risk", np.array(mc.mean), "numerical", source)])
         if T <= d + 1 or (T0 <= d + 1 and workflow.name != "accumulate"):
             return Theory(note=f"T ≤ d + 1 (d={d}, T={T}, T0={T0}): least squares interpolates; OLS theory needs T ≥ d + 2")
         g = np.arange(generations + 1)
