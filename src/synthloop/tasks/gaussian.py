@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from .. import seeding
 from ..pool import TrainingSet
@@ -256,8 +256,16 @@ class GaussianData:
                 np.random.Generator(np.random.PCG64(int(seed))).standard_normal(out=z[r])
             z -= z.mean(axis=1, keepdims=True)
             chol = np.linalg.cholesky(np.matmul(z.transpose(0, 2, 1), z))  # (R, k, k)
-            coefficients = np.linalg.solve(chol.transpose(0, 2, 1), factor.transpose(0, 2, 1))  # L⁻ᵀ Fᵀ, (R, k, w)
-            rows = np.matmul(z, coefficients)
+            if stats.lower and k == w:
+                # F lower-triangular: Xcᵀ = (F L⁻¹) Zcᵀ, a triangular solve and an in-place triangular
+                # product (half the flops of a general one, and no second (R, n, w) array).
+                for r in range(R):
+                    coefficients = blas.dtrsm(1.0, chol[r], factor[r], side=1, lower=1)  # F L⁻¹, lower
+                    blas.dtrmm(1.0, coefficients, z[r].T, side=0, lower=1, overwrite_b=1)
+                rows = z
+            else:
+                coefficients = np.linalg.solve(chol.transpose(0, 2, 1), factor.transpose(0, 2, 1))  # L⁻ᵀ Fᵀ, (R, k, w)
+                rows = np.matmul(z, coefficients)
         rows += mean[:, None, :]
         return rows
 
