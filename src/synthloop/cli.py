@@ -154,11 +154,11 @@ def theory_command(
     if frame.empty:
         console.print(f"no theory curve: {notes.get(key, 'none available')}")
         raise typer.Exit(1)
-    wide = frame.pivot_table(index="generation", columns="kind", values="value", aggfunc="first")
+    wide = frame.pivot_table(index="generation", columns=["metric", "kind"], values="value", aggfunc="first", sort=False)
     table = Table(title=f"{experiment.build_task().describe()} — {key}", caption="; ".join(sorted(set(frame["source"]))))
     table.add_column("generation", justify="right")
-    for kind in wide.columns:
-        table.add_column(kind, justify="right")
+    for metric, kind in wide.columns:
+        table.add_column(f"{metric}\n({kind})", justify="right")
     for g, row in wide.iterrows():
         table.add_row(str(g), *(f"{v:.6g}" for v in row))
     console.print(table)
