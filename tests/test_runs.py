@@ -143,6 +143,9 @@ def test_cli_list_theory_report_config(tmp_path):
     theory = runner.invoke(app, ["theory", "regression", "--d", "10", "--T", "100", "--sigma", "1", "--workflow", "replace", "--generations", "20"])
     assert theory.exit_code == 0, theory.output
     assert "2.35955" in theory.output  # generation 20: 21 · 10/89
+    several = runner.invoke(app, ["theory", "gaussian", "--d", "1", "--T", "100", "--workflow", "replace", "--generations", "2"])
+    assert several.exit_code == 0 and "mean_sq_error" in several.output and "trace_ratio" in several.output
+    assert "0.9801" in several.output  # trace ratio at generation 1: ((T−1)/T)²
     none = runner.invoke(app, ["theory", "regression", "--d", "10", "--T", "10", "--workflow", "replace"])
     assert none.exit_code == 1 and "T ≤ d + 1" in none.output
     synthloop.run(small(), out=tmp_path / "run")
