@@ -172,3 +172,11 @@ def test_custom_task_example_runs_every_workflow(tmp_path):
     assert np.all(np.abs(mean - predicted) < z_for(len(mean)) * sem)
     acc, _, _ = mean_and_sem(run, "accumulate", metric="squared_error")
     assert acc[-1] < mean[-1]
+
+
+@pytest.mark.parametrize("preset", sorted(synthloop.list_presets()))
+def test_every_preset_runs_a_short_version(preset):
+    run = synthloop.run(preset, overrides=["generations=2"], replicates=2)
+    assert set(run.metrics["workflow"]) == {w.key for w in run.experiment.workflows}
+    assert run.metrics["generation"].max() == 2
+    assert np.isfinite(run.metrics.query("metric == @run.metric")["value"]).all()
