@@ -206,6 +206,105 @@ def verifier_quality_command(
     console.print(quality.verdict)
 
 
+@app.command("sweep")
+def sweep_command(
+    preset: Annotated[str, typer.Argument(help="preset name (see `synthloop list`) or TOML file")],
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="a swept key and its values, e.g. --grid task.d=10,20,40 (repeatable; cartesian product)")] = None,
+    set_: SetOption = None,
+    replicates: Annotated[Optional[int], typer.Option(help="independent repetitions per cell")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="experiment seed (the same for every cell)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="sweep directory (default: runs/<name>-sweep); finished cells are skipped on re-run")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="processes running cells (default: all cores; 1 runs in this process)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+):
+    """Run an experiment over a grid of parameters: one run directory per cell, and an index."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .executors import make_executor
+    from .sweep import format_value, plan_sweep, run_sweep
+
+    try:
+        planned = plan_sweep(preset, grid or [], set_ or [], replicates, seed)
+        out = out or Path("runs") / f"{planned.name}-sweep"
+        executor = make_executor(workers)
+        counts = {"running": 0, "failed": 0}
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),
+            TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, disable=quiet, transient=True,
+        ) as progress:
+            bar = progress.add_task(f"{planned.name} sweep ({executor.workers} workers)", total=len(planned.cells), running=0, failed=0)
+
+            def on_event(kind: str, cell, result) -> None:
+                if kind == "started":
+                    counts["running"] += 1
+                elif kind == "done":
+                    counts["running"] -= 1
+                    counts["failed"] += result["status"] == "failed"
+                progress.update(bar, advance=0 if kind == "started" else 1, **counts)
+
+            index = run_sweep(planned, out, executor, on_event)
+    except ConfigError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted — finished cells and generations are saved; run the same command to resume ({out})")
+        raise typer.Exit(130)
+    finals = [c for c in index.columns if c.startswith("final.")]
+    if not quiet:
+        metric = planned.base.report.metric or planned.base.build_task().primary_metric
+        table = Table(title=f"{planned.name} sweep: final {metric} (mean over {planned.base.replicates} replicates)")
+        table.add_column("cell", style="dim")
+        for key in planned.grid:
+            table.add_column(key, justify="right")
+        table.add_column("status")
+        table.add_column("wall s", justify="right")
+        for column in finals:
+            table.add_column(column[len("final."):], justify="right")
+        for _, row in index.iterrows():
+            style = {"finished": "green", "failed": "red"}.get(row["status"], "yellow")
+            table.add_row(
+                row["cell"], *(format_value(row[k]) for k in planned.grid), f"[{style}]{row['status']}[/]",
+                "" if row["wall_s"] != row["wall_s"] else f"{row['wall_s']:.2f}",
+                *("" if row[c] != row[c] else f"{row[c]:.4g}" for c in finals),
+            )
+        console.print(table)
+    failed = index[index["status"] == "failed"]
+    for _, row in failed.iterrows():
+        err_console.print(f"[bold red]failed:[/] {row['cell']}: {row['error']}", highlight=False)
+    console.print(f"sweep directory: [bold]{out}[/] (index.parquet, cells/<cell>/)")
+    if len(failed):
+        err_console.print(f"{len(failed)} of {len(index)} cells failed; fix the cause and run the same command to retry them", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+def runs_command(root: Annotated[Path, typer.Argument(help="folder to search for run directories and sweeps")] = Path("runs")):
+    """List the run directories and sweeps under a folder, with their status and final metric."""
+    from .sweep import find_runs
+
+    found = find_runs(root)
+    if not found:
+        console.print(f"no run directories under {root}")
+        return
+    table = Table(title=f"runs under {root}")
+    for name, justify in [("path", "left"), ("name", "left"), ("task", "left"), ("params", "left"), ("workflows", "left"), ("status", "left"), ("final", "left")]:
+        table.add_column(name, justify=justify, overflow="fold")
+    for info in found:
+        style = {"finished": "green", "failed": "red"}.get(info.status, "yellow")
+        if info.kind == "sweep":
+            status = f"[{style}]{info.status}[/] ({info.cells_finished}/{info.cells} cells" + (f", {info.cells_failed} failed)" if info.cells_failed else ")")
+            final = "see index.parquet"
+        else:
+            status = f"[{style}]{info.status}[/]"
+            final = (f"{info.metric}: " if info.metric else "") + ", ".join(f"{k}={v:.4g}" for k, v in info.finals.items() if v is not None)
+        try:
+            shown = info.path.relative_to(root)
+        except ValueError:
+            shown = info.path
+        table.add_row(str(shown) + ("/ (sweep)" if info.kind == "sweep" else ""), info.name, info.task, info.params, ", ".join(info.workflows), status, final)
+    console.print(table)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

@@ -159,14 +159,16 @@ def load_experiment(name_or_path: str | Path, overrides: list[str] | dict[str, A
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def _parse_key(key: str) -> list[str | int]:
+def parse_key(key: str) -> list[str | int]:
+    """``"workflows[2].budget"`` -> ``["workflows", 2, "budget"]``; a ConfigError if malformed."""
     parts = [name if name else int(index) for name, index in _PART.findall(key)]
     if not parts or "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") != key:
         raise ConfigError(f"--set key {key!r} is not a dotted key like task.d or workflows[2].budget")
     return parts
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A TOML value (``3``, ``0.5``, ``true``, ``["a", "b"]``), or the text itself as a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -183,10 +185,10 @@ def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
             key, sep, text = item.partition("=")
             if not sep or not key.strip():
                 raise ConfigError(f"--set expects key=value; got {item!r}")
-            parsed.append((key.strip(), _parse_value(text.strip())))
+            parsed.append((key.strip(), parse_value(text.strip())))
         items = parsed
     for key, value in items:
-        parts = _parse_key(key)
+        parts = parse_key(key)
         node = data
         for i, part in enumerate(parts[:-1]):
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[: i + 1]).lstrip(".")

@@ -1,0 +1,127 @@
+"""Where sweep cells run: in this process (:class:`SerialExecutor`) or in a local process pool
+(:class:`LocalExecutor`, the default for ``workers > 1``).
+
+An executor maps a picklable top-level function over argument tuples and yields
+``(index, result)`` as each call finishes, in completion order. It knows nothing of sweeps or
+experiments. Randomness never depends on the executor: every cell derives its streams from its
+own experiment seed (``SeedSequence.spawn``), so serial and parallel runs give the same numbers.
+
+A Ray executor for clusters (named in DESIGN.md) is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from typing import Any
+
+#: BLAS/OpenMP thread counts forced to 1 in pool workers: parallelism comes from the processes,
+#: and N workers × N BLAS threads each would oversubscribe the cores.
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+StartCallback = Callable[[int], None]
+
+
+class Executor(ABC):
+    """Runs ``fn(*args)`` for every argument tuple; yields ``(index, result)`` as calls finish."""
+
+    workers: int = 1
+
+    @abstractmethod
+    def imap_unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple], on_start: StartCallback | None = None) -> Iterator[tuple[int, Any]]:
+        """``on_start(index)`` is called when a job is handed to a worker (approximately, for pools)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class SerialExecutor(Executor):
+    """Every job in this process, one after another (``workers=1``, and tests)."""
+
+    workers = 1
+
+    def imap_unordered(self, fn, jobs, on_start=None):
+        for index, args in enumerate(jobs):
+            if on_start is not None:
+                on_start(index)
+            yield index, fn(*args)
+
+
+@contextmanager
+def _environment(values: dict[str, str]):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+class LocalExecutor(Executor):
+    """A ``ProcessPoolExecutor`` with the *spawn* start method and single-threaded BLAS in workers.
+
+    Spawned workers start a fresh interpreter (no inherited locks or BLAS thread pools, same
+    behaviour on Linux and macOS) and import numpy anew, so the thread limits must be in their
+    environment when they start: they are set in ``os.environ`` while the pool starts workers
+    (ProcessPoolExecutor starts them lazily, on submit) and restored afterwards.
+    """
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+
+    def imap_unordered(self, fn, jobs, on_start=None):
+        jobs = list(jobs)
+        if not jobs:
+            return
+        context = multiprocessing.get_context("spawn")
+        workers = min(self.workers, len(jobs))
+        with _environment(SINGLE_THREAD_ENV):
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
+            pending = {}
+            next_job = 0
+
+            def submit_one():
+                nonlocal next_job
+                index = next_job
+                with _environment(SINGLE_THREAD_ENV):
+                    future = pool.submit(fn, *jobs[index])
+                pending[future] = index
+                next_job += 1
+                if on_start is not None:
+                    on_start(index)
+
+            # Keep exactly `workers` jobs in flight, so "running" counts what really runs.
+            while next_job < len(jobs) and len(pending) < workers:
+                submit_one()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    result = future.result()
+                    if next_job < len(jobs):
+                        submit_one()
+                    yield index, result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_executor(workers: int | None) -> Executor:
+    """:class:`SerialExecutor` for one worker, else :class:`LocalExecutor` (default: all cores)."""
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        from .validation import ConfigError
+
+        raise ConfigError(f"--workers must be an integer ≥ 1; got {workers}")
+    return SerialExecutor() if workers == 1 else LocalExecutor(workers)

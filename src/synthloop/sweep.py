@@ -1,0 +1,419 @@
+"""Sweeps: one experiment over the cartesian product of parameter grids, one run directory per cell.
+
+::
+
+    DIR/sweep.toml               the base experiment and the grid (what makes this sweep this sweep)
+    DIR/index.parquet            one row per cell: cell, each grid key, status, error, wall_s,
+                                 final.<workflow> (final mean of the task's primary metric)
+    DIR/cells/<cell-id>/         an ordinary run directory (see store.py)
+
+A cell id is built from its grid values, e.g. ``task.d=10,task.T=100``, with characters outside
+``[A-Za-z0-9._=,+-]`` replaced; a long one is shortened and suffixed with a hash. The values
+themselves are recorded in the index and in each cell's ``config.toml``.
+
+Every cell's config is validated before any cell runs. Re-running the same sweep skips finished
+cells and resumes interrupted ones (``synthloop.run`` resumes a run directory); a cell that
+raises is recorded as failed and does not stop the others. The index is rewritten atomically
+after every cell, so a killed sweep leaves an index that is at worst one cell behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import time
+import tomllib
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import tomli_w
+
+from .executors import Executor, SerialExecutor
+from .experiment import Experiment, parse_key, parse_value, load_experiment
+from .store import atomic_write, write_parquet
+from .validation import ConfigError
+
+STATUSES = ("finished", "failed", "pending")
+
+
+def split_values(text: str) -> list[str]:
+    """Split ``v1,v2,…`` at top-level commas (not inside brackets, braces or quotes)."""
+    parts, depth, quote, current = [], 0, None, []
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["task.d=10,20", "task.T=100"]`` → ``{"task.d": [10, 20], "task.T": [100]}``."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--grid expects key=v1,v2,…; got {item!r}")
+        parse_key(key)  # one-line error for a malformed key
+        if key in grid:
+            raise ConfigError(f"--grid {key} is given twice; list all its values in one --grid")
+        values = [parse_value(v) for v in split_values(text)]
+        if any(v == "" for v in values):
+            raise ConfigError(f"--grid {key} has an empty value in {text!r}")
+        grid[key] = values
+    return grid
+
+
+def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of the grids, first key slowest."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    return ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+
+
+def cell_id(params: dict[str, Any], max_length: int = 80) -> str:
+    """A short, stable, filesystem-safe name for a cell, e.g. ``task.d=10,task.T=100``."""
+    text = describe_params(params) or "base"
+    safe = _UNSAFE.sub("_", text)
+    if safe.startswith("."):
+        safe = "_" + safe[1:]
+    if len(safe) > max_length or safe != text:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+        safe = f"{safe[: max_length - 9]}-{digest}" if len(safe) > max_length else f"{safe}-{digest}"
+    return safe
+
+
+@dataclass
+class Cell:
+    id: str
+    params: dict[str, Any]
+    experiment: Experiment
+
+
+@dataclass
+class Sweep:
+    """A validated sweep: the base experiment, the grid, and every cell's experiment."""
+
+    base: Experiment
+    grid: dict[str, list[Any]]
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps({"grid": self.grid, "base": self.base.to_dict()})
+
+
+def plan_sweep(
+    preset: str | Path | Experiment,
+    grid: dict[str, list[Any]] | list[str],
+    overrides: list[str] | dict[str, Any] = (),
+    replicates: int | None = None,
+    seed: int | None = None,
+) -> Sweep:
+    """Expand and validate every cell; raise one ConfigError naming the first bad cell."""
+    if not isinstance(grid, dict):
+        grid = parse_grid(list(grid))
+    if not grid:
+        raise ConfigError("a sweep needs at least one --grid key=v1,v2,…")
+    base = preset if isinstance(preset, Experiment) else load_experiment(preset, overrides or [])
+    if isinstance(preset, Experiment) and overrides:
+        base = base.with_overrides(overrides)
+    extra = {k: v for k, v in {"replicates": replicates, "seed": seed}.items() if v is not None}
+    if extra:
+        base = base.with_overrides(extra)
+    sweep = Sweep(base, grid)
+    seen: dict[str, str] = {}
+    for params in expand_grid(grid):
+        try:
+            experiment = base.with_overrides(params)
+        except ConfigError as error:
+            raise ConfigError(f"sweep cell {describe_params(params)}: {error}") from None
+        cid = cell_id(params)
+        if cid in seen:
+            raise ConfigError(f"sweep cells {seen[cid]} and {describe_params(params)} repeat the same grid values")
+        seen[cid] = describe_params(params)
+        sweep.cells.append(Cell(cid, params, experiment))
+    return sweep
+
+
+def run_cell(config: dict, cell_dir: str) -> dict:
+    """Run one cell in this process (a pool worker or the parent); never raises for a cell's own failure.
+
+    Takes the config as plain data (not an Experiment) so it pickles even for user task files.
+    """
+    from . import api
+
+    started = time.perf_counter()
+    try:
+        experiment = Experiment.from_dict(config)
+        result = api.run(experiment, out=cell_dir)
+        summary = result.summary()
+        (Path(cell_dir) / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
+        finals = {key: entry.get("mean") for key, entry in summary["workflows"].items()}
+        return {"status": "finished", "error": "", "wall_s": time.perf_counter() - started, "finals": finals, "metric": summary["metric"]}
+    except Exception as error:  # noqa: BLE001 — a failing cell is data, not a crash of the sweep
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        try:
+            atomic_write(Path(cell_dir) / "error.txt", traceback.format_exc())
+        except OSError:
+            pass
+        return {"status": "failed", "error": message, "wall_s": time.perf_counter() - started, "finals": {}, "metric": None}
+
+
+def finished_result(cell: Cell, cell_dir: Path) -> dict | None:
+    """The recorded result of a cell whose run directory is complete (same experiment), else None."""
+    summary_path, config_path = cell_dir / "summary.json", cell_dir / "config.toml"
+    if not (summary_path.is_file() and config_path.is_file() and (cell_dir / "metrics.parquet").is_file()):
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+        config = tomllib.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("status") != "finished" or config != cell.experiment.to_dict():
+        return None
+    finals = {key: entry.get("mean") for key, entry in summary.get("workflows", {}).items()}
+    wall = sum(entry.get("wall_time_s", 0.0) for entry in summary.get("workflows", {}).values())
+    return {"status": "finished", "error": "", "wall_s": wall, "finals": finals, "metric": summary.get("metric"), "skipped": True}
+
+
+def index_frame(sweep: Sweep, results: dict[str, dict]) -> pd.DataFrame:
+    """One row per cell: cell, grid keys, status, error, wall_s, final.<workflow>."""
+    workflows = [w.key for w in sweep.base.workflows]
+    for cell in sweep.cells:
+        for key in (w.key for w in cell.experiment.workflows):
+            if key not in workflows:
+                workflows.append(key)
+    rows = []
+    for cell in sweep.cells:
+        result = results.get(cell.id, {"status": "pending", "error": "", "wall_s": float("nan"), "finals": {}})
+        row: dict[str, Any] = {"cell": cell.id}
+        row.update({key: format_value(value) if isinstance(value, (list, dict)) else value for key, value in cell.params.items()})
+        row.update(status=result["status"], error=result["error"], wall_s=float(result["wall_s"]))
+        row.update({f"final.{w}": float("nan") if result["finals"].get(w) is None else float(result["finals"][w]) for w in workflows})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for key in sweep.grid:  # mixed-type grid columns are stored as text, so Parquet accepts them
+        if frame[key].map(type).nunique() > 1:
+            frame[key] = frame[key].map(format_value)
+    return frame
+
+
+def prepare_sweep_dir(sweep: Sweep, out: Path) -> None:
+    """Create DIR with sweep.toml, or check that DIR holds this same sweep."""
+    out = Path(out)
+    path = out / "sweep.toml"
+    if path.is_file():
+        old = tomllib.loads(path.read_text())
+        new = tomllib.loads(sweep.to_toml())
+        if old != new:
+            differs = sorted(k for k in ("grid", "base") if old.get(k) != new.get(k))
+            raise ConfigError(f"{path} holds a different sweep (differs at: {', '.join(differs)}); choose another --out")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a sweep directory (no sweep.toml); choose another --out")
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    atomic_write(path, sweep.to_toml())
+
+
+EventCallback = Callable[[str, Cell, dict | None], None]
+
+
+def run_sweep(sweep: Sweep, out: str | Path, executor: Executor | None = None, on_event: EventCallback | None = None) -> pd.DataFrame:
+    """Run every unfinished cell of ``sweep`` into ``out``; return (and write) the index.
+
+    ``on_event(kind, cell, result)`` is called with kind ``"skipped"`` (already finished),
+    ``"started"`` or ``"done"`` (result holds status, error, wall_s, finals).
+    """
+    out = Path(out)
+    executor = executor or SerialExecutor()
+    prepare_sweep_dir(sweep, out)
+    results: dict[str, dict] = {}
+    todo: list[Cell] = []
+    previous_wall: dict[str, float] = {}
+    if (out / "index.parquet").is_file():
+        try:
+            old = pd.read_parquet(out / "index.parquet", columns=["cell", "wall_s"])
+            previous_wall = dict(zip(old["cell"], old["wall_s"]))
+        except (OSError, ValueError, KeyError):  # an unreadable index is rebuilt from the cells
+            previous_wall = {}
+    for cell in sweep.cells:
+        done = finished_result(cell, out / "cells" / cell.id)
+        if done is not None:
+            if cell.id in previous_wall and previous_wall[cell.id] == previous_wall[cell.id]:  # recorded, not NaN
+                done["wall_s"] = float(previous_wall[cell.id])
+            results[cell.id] = done
+            if on_event:
+                on_event("skipped", cell, done)
+        else:
+            todo.append(cell)
+    write_parquet(index_frame(sweep, results), out / "index.parquet")
+    jobs = [(cell.experiment.to_dict(), str(out / "cells" / cell.id)) for cell in todo]
+
+    def started(i: int) -> None:
+        if on_event:
+            on_event("started", todo[i], None)
+
+    for i, result in executor.imap_unordered(run_cell, jobs, on_start=started):
+        results[todo[i].id] = result
+        write_parquet(index_frame(sweep, results), out / "index.parquet")
+        if on_event:
+            on_event("done", todo[i], result)
+    return index_frame(sweep, results)
+
+
+def sweep(
+    preset: str | Path | Experiment,
+    grid: dict[str, list[Any]] | list[str],
+    *,
+    out: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] = (),
+    replicates: int | None = None,
+    seed: int | None = None,
+    workers: int | None = 1,
+) -> pd.DataFrame:
+    """Python entry point: plan, validate and run a sweep; returns its index (see module docstring)."""
+    from .executors import make_executor
+
+    planned = plan_sweep(preset, grid, overrides, replicates, seed)
+    out = Path(out) if out is not None else Path("runs") / f"{planned.name}-sweep"
+    return run_sweep(planned, out, make_executor(workers))
+
+
+# --- listing run directories (``synthloop runs``) -------------------------------------------
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    kind: str  # "run" or "sweep"
+    name: str
+    task: str
+    params: str
+    workflows: list[str]
+    status: str
+    metric: str | None
+    finals: dict[str, float | None]
+    cells: int = 0
+    cells_finished: int = 0
+    cells_failed: int = 0
+
+
+def _read_run(path: Path) -> RunInfo:
+    try:
+        config = tomllib.loads((path / "config.toml").read_text())
+    except (OSError, ValueError):
+        config = {}
+    task = dict(config.get("task", {}))
+    task_name = str(task.pop("name", "?"))
+    if ":" in task_name:
+        file, cls = task_name.rsplit(":", 1)
+        task_name = f"{Path(file).name}:{cls}"
+    workflows = [w.get("label") or w.get("name", "?") if isinstance(w, dict) else str(w) for w in config.get("workflows", [])]
+    params = ", ".join(f"{k}={v}" for k, v in task.items() if not isinstance(v, (dict, list)))
+    status, metric, finals = "empty", None, {}
+    summary_path = path / "summary.json"
+    summary = None
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            summary = None
+    if summary and summary.get("status") == "finished" and summary.get("generations") == config.get("generations"):
+        status, metric = "finished", summary.get("metric")
+        finals = {k: v.get("mean") for k, v in summary.get("workflows", {}).items()}
+    elif (path / "error.txt").is_file():
+        status = "failed"
+    elif (path / "checkpoints").is_dir() and any((path / "checkpoints").rglob("state.pkl")):
+        status = "interrupted"
+    return RunInfo(path, "run", str(config.get("name", path.name)), task_name, params, workflows, status, metric, finals)
+
+
+def _read_sweep(path: Path) -> RunInfo:
+    try:
+        data = tomllib.loads((path / "sweep.toml").read_text())
+    except (OSError, ValueError):
+        data = {}
+    base, grid = data.get("base", {}), data.get("grid", {})
+    task = dict(base.get("task", {}))
+    task_name = str(task.pop("name", "?"))
+    if ":" in task_name:
+        file, cls = task_name.rsplit(":", 1)
+        task_name = f"{Path(file).name}:{cls}"
+    workflows = [w.get("label") or w.get("name", "?") if isinstance(w, dict) else str(w) for w in base.get("workflows", [])]
+    params = "grid " + "; ".join(f"{k}={','.join(format_value(v) for v in vs)}" for k, vs in grid.items())
+    cells = 1
+    for values in grid.values():
+        cells *= len(values)
+    finished = failed = 0
+    if (path / "index.parquet").is_file():
+        try:
+            index = pd.read_parquet(path / "index.parquet", columns=["status"])
+            finished, failed = int((index["status"] == "finished").sum()), int((index["status"] == "failed").sum())
+        except (OSError, ValueError, KeyError):  # an unreadable index: show the sweep without counts
+            finished = failed = 0
+    status = "finished" if finished == cells else ("failed" if failed and finished + failed == cells else "interrupted")
+    return RunInfo(path, "sweep", str(base.get("name", path.name)), task_name, params, workflows, status, None, {}, cells, finished, failed)
+
+
+def find_runs(root: str | Path) -> list[RunInfo]:
+    """Run directories (folders with config.toml) and sweeps (with sweep.toml) under ``root``.
+
+    A sweep is listed once, with its cell count; its cells are not listed separately.
+    """
+    root = Path(root)
+    found: list[RunInfo] = []
+
+    def walk(directory: Path) -> None:
+        if (directory / "sweep.toml").is_file():
+            found.append(_read_sweep(directory))
+            return
+        if (directory / "config.toml").is_file():
+            found.append(_read_run(directory))
+            return
+        try:
+            children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return
+        for child in children:
+            walk(child)
+
+    if root.is_dir():
+        walk(root)
+    return found
