@@ -1,6 +1,13 @@
 """Sweeps: grid expansion, validation before work, executors agree, resume, failed cells, `synthloop runs`."""
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
+
+import numpy as np
 
 import pandas as pd
 import pytest
@@ -150,3 +157,23 @@ def test_cli_sweep_table_and_runs_listing(tmp_path):
     assert "task.T=20" not in listed.output.split("single")[0] or "grid task.T=20,40" in listed.output
     empty = runner.invoke(app, ["runs", str(tmp_path / "nothing")])
     assert empty.exit_code == 0 and "no run directories" in empty.output
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_killed_sweep_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, workers):
+    """SIGKILL the sweep command at random moments; the restarted sweep loses and duplicates nothing."""
+    command = [sys.executable, "-m", "synthloop.cli", "sweep", "regression-workflows", "--grid", "task.d=3,5", "--grid", "task.sigma=0.5,1.0",
+               "--set", "generations=15", "--replicates", "200", "--workers", workers, "--quiet"]
+    subprocess.run([*command, "--out", str(tmp_path / "reference")], check=True, capture_output=True)
+    for delay in np.random.default_rng(int(workers)).uniform(1.0, 4.0, size=2):
+        proc = subprocess.Popen([*command, "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker processes, as a crash would
+        proc.wait()
+    subprocess.run([*command, "--out", str(tmp_path / "killed")], check=True, capture_output=True)
+    reference = pd.read_parquet(tmp_path / "reference" / "index.parquet").sort_values("cell").reset_index(drop=True)
+    killed = pd.read_parquet(tmp_path / "killed" / "index.parquet").sort_values("cell").reset_index(drop=True)
+    assert list(killed["status"]) == ["finished"] * 4
+    assert list(killed["cell"]) == list(reference["cell"])
+    for cell in reference["cell"]:
+        pd.testing.assert_frame_equal(cell_metrics(tmp_path / "killed", cell), cell_metrics(tmp_path / "reference", cell))
