@@ -8,7 +8,6 @@ import textwrap
 import time
 
 import numpy as np
-
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
