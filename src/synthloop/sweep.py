@@ -335,17 +335,23 @@ class RunInfo:
     cells_failed: int = 0
 
 
-def _read_run(path: Path) -> RunInfo:
-    try:
-        config = tomllib.loads((path / "config.toml").read_text())
-    except (OSError, ValueError):
-        config = {}
+def _task_and_workflows(config: dict) -> tuple[dict, str, list[str]]:
+    """Task parameters, a short task name (a user file by its file name) and workflow keys of a config table."""
     task = dict(config.get("task", {}))
     task_name = str(task.pop("name", "?"))
     if ":" in task_name:
         file, cls = task_name.rsplit(":", 1)
         task_name = f"{Path(file).name}:{cls}"
     workflows = [w.get("label") or w.get("name", "?") if isinstance(w, dict) else str(w) for w in config.get("workflows", [])]
+    return task, task_name, workflows
+
+
+def _read_run(path: Path) -> RunInfo:
+    try:
+        config = tomllib.loads((path / "config.toml").read_text())
+    except (OSError, ValueError):
+        config = {}
+    task, task_name, workflows = _task_and_workflows(config)
     params = ", ".join(f"{k}={v}" for k, v in task.items() if not isinstance(v, (dict, list)))
     status, metric, finals = "empty", None, {}
     summary_path = path / "summary.json"
@@ -371,12 +377,7 @@ def _read_sweep(path: Path) -> RunInfo:
     except (OSError, ValueError):
         data = {}
     base, grid = data.get("base", {}), data.get("grid", {})
-    task = dict(base.get("task", {}))
-    task_name = str(task.pop("name", "?"))
-    if ":" in task_name:
-        file, cls = task_name.rsplit(":", 1)
-        task_name = f"{Path(file).name}:{cls}"
-    workflows = [w.get("label") or w.get("name", "?") if isinstance(w, dict) else str(w) for w in base.get("workflows", [])]
+    _, task_name, workflows = _task_and_workflows(base)
     params = "grid " + "; ".join(f"{k}={','.join(format_value(v) for v in vs)}" for k, vs in grid.items())
     cells = 1
     for values in grid.values():
