@@ -176,3 +176,19 @@ def test_killed_sweep_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, w
     assert list(killed["cell"]) == list(reference["cell"])
     for cell in reference["cell"]:
         pd.testing.assert_frame_equal(cell_metrics(tmp_path / "killed", cell), cell_metrics(tmp_path / "reference", cell))
+
+
+def test_ray_executor_gives_the_serial_numbers(tmp_path, monkeypatch):
+    """Same seed, same numbers on a local Ray instance as in this process."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    serial = synthloop.sweep.sweep("regression-workflows", GRID, out=tmp_path / "serial", overrides=BASE, replicates=5, seed=3, workers=1)
+    ray_index = synthloop.sweep.sweep("regression-workflows", GRID, out=tmp_path / "ray", overrides=BASE, replicates=5, seed=3, workers=2, executor="ray")
+    assert set(ray_index["status"]) == {"finished"}
+    for cell in serial["cell"]:
+        pd.testing.assert_frame_equal(cell_metrics(tmp_path / "ray", cell), cell_metrics(tmp_path / "serial", cell))
+
+
+def test_unknown_executor_is_one_line():
+    result = CliRunner().invoke(app, ["sweep", "regression-workflows", "--grid", "task.d=3", "--executor", "dask"])
+    assert result.exit_code == 2 and "--executor must be one of ['local', 'ray']; got 'dask'" in result.output

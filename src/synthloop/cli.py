@@ -215,6 +215,7 @@ def sweep_command(
     seed: Annotated[Optional[int], typer.Option(help="experiment seed (the same for every cell)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="sweep directory (default: runs/<name>-sweep); finished cells are skipped on re-run")] = None,
     workers: Annotated[Optional[int], typer.Option(help="processes running cells (default: all cores; 1 runs in this process)")] = None,
+    executor: Annotated[str, typer.Option(help="local (process pool) or ray (RAY_ADDRESS, else a local Ray instance)")] = "local",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
 ):
     """Run an experiment over a grid of parameters: one run directory per cell, and an index."""
@@ -226,7 +227,7 @@ def sweep_command(
     try:
         planned = plan_sweep(preset, grid or [], set_ or [], replicates, seed)
         out = out or Path("runs") / f"{planned.name}-sweep"
-        executor = make_executor(workers)
+        executor = make_executor(workers, executor)
         counts = {"running": 0, "failed": 0}
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"),

@@ -6,7 +6,8 @@ An executor maps a picklable top-level function over argument tuples and yields
 experiments. Randomness never depends on the executor: every cell derives its streams from its
 own experiment seed (``SeedSequence.spawn``), so serial and parallel runs give the same numbers.
 
-A Ray executor for clusters (named in DESIGN.md) is not implemented yet.
+:class:`RayExecutor` runs cells as Ray tasks: on the cluster at ``RAY_ADDRESS`` when set, otherwise
+on a local Ray instance it starts and stops (extra ``synthloop[ray]``).
 """
 
 from __future__ import annotations
@@ -117,11 +118,57 @@ class LocalExecutor(Executor):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_executor(workers: int | None) -> Executor:
-    """:class:`SerialExecutor` for one worker, else :class:`LocalExecutor` (default: all cores)."""
+class RayExecutor(Executor):
+    """Cells as Ray tasks (one CPU each, single-threaded BLAS), on the cluster at ``RAY_ADDRESS``
+    or, when it is unset, on a local Ray instance of ``workers`` CPUs started for the sweep."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
+
+    def imap_unordered(self, fn, jobs, on_start=None):
+        import ray
+
+        jobs = list(jobs)
+        if not jobs:
+            return
+        started_here = not ray.is_initialized()
+        if started_here:
+            options = {"include_dashboard": False, "log_to_driver": False, "runtime_env": {"env_vars": SINGLE_THREAD_ENV}}
+            if not os.environ.get("RAY_ADDRESS"):
+                options["num_cpus"] = self.workers
+            ray.init(**options)
+        try:
+            remote = ray.remote(num_cpus=1)(fn)
+            pending = {}
+            for index, args in enumerate(jobs):
+                pending[remote.remote(*args)] = index
+                if on_start is not None:
+                    on_start(index)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    yield pending.pop(ref), ray.get(ref)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def make_executor(workers: int | None, kind: str = "local") -> Executor:
+    """:class:`SerialExecutor` for one local worker, else the ``kind`` executor (default: all cores)."""
+    from .validation import ConfigError
+
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers < 1:
-        from .validation import ConfigError
-
         raise ConfigError(f"--workers must be an integer ≥ 1; got {workers}")
+    if kind not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {sorted(EXECUTORS)}; got {kind!r}")
+    if kind == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'synthloop[ray]'") from None
+        return RayExecutor(workers)
     return SerialExecutor() if workers == 1 else LocalExecutor(workers)

@@ -307,13 +307,15 @@ def sweep(
     replicates: int | None = None,
     seed: int | None = None,
     workers: int | None = 1,
+    executor: str = "local",
 ) -> pd.DataFrame:
-    """Python entry point: plan, validate and run a sweep; returns its index (see module docstring)."""
+    """Python entry point: plan, validate and run a sweep; returns its index (see module docstring).
+    ``executor`` is ``"local"`` (a process pool, or this process for one worker) or ``"ray"``."""
     from .executors import make_executor
 
     planned = plan_sweep(preset, grid, overrides, replicates, seed)
     out = Path(out) if out is not None else Path("runs") / f"{planned.name}-sweep"
-    return run_sweep(planned, out, make_executor(workers))
+    return run_sweep(planned, out, make_executor(workers, executor))
 
 
 # --- listing run directories (``synthloop runs``) -------------------------------------------
