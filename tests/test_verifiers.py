@@ -1,15 +1,21 @@
-"""The verifier-quality tool: estimates, intervals, CSV errors."""
+"""Verifiers: the verifier-quality tool (estimates, intervals, CSV errors) and verifiers inside the loop."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import z_for
+from conftest import mean_and_sem, z_for
 from typer.testing import CliRunner
 
+import synthloop
 from synthloop import ConfigError
 from synthloop.cli import app
-from synthloop.verifiers import verifier_quality, verifier_quality_from_csv, wilson_interval
+from synthloop.verifiers import (
+    verifier_quality,
+    verifier_quality_from_csv,
+    wilson_interval,
+)
 
 
 def _audit(n, p, phi, psi, seed=0):
@@ -88,3 +94,82 @@ def test_csv_errors_name_file_and_column(tmp_path, content, options, message):
 def test_missing_file_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["verifier-quality", str(tmp_path / "nope.csv")])
     assert result.exit_code == 2 and "nope.csv: no such file" in result.output
+
+
+# --- verifiers inside the loop ----------------------------------------------------------------
+
+
+
+def verified(verifier, **extra):
+    base = {"task.design": "random", "task.d": 5, "task.T": 40, "generations": 8, "replicates": 400, "workflows": ["replace"], "verifier": verifier}
+    return synthloop.Experiment().with_overrides({**base, **extra})
+
+
+def test_rlhf_pruner_rates_are_recorded():
+    run = synthloop.run(verified({"name": "rlhf", "keep": 1.0, "phi": 0.9, "psi": 0.3}))
+    frame = run.summary_frame().set_index(["generation", "metric"])["mean"]
+    # keep = 1 keeps every row, so measure the pruner on passing rows through a smaller keep below.
+    assert frame[(3, "verifier_phi")] == pytest.approx(1.0) and frame[(3, "verifier_psi")] == pytest.approx(1.0)
+    run = synthloop.run(verified({"name": "rlhf", "keep": 0.5, "phi": 0.9, "psi": 0.3}))
+    m, sem, _ = mean_and_sem(run, "replace", metric="verifier_p_star")  # generations 1..8
+    # About 71% of rows pass; keeping 50% scales φ and ψ alike, so p* = φ/(φ+ψ) stays 0.75.
+    assert np.all(np.abs(m - 0.75) < z_for(len(m)) * sem)
+    kept = run.generations.query("generation > 0")
+    assert (kept["kept"] == 20).all() and (kept["synthesized"] == 40).all()
+
+
+def test_oracle_verification_prevents_collapse_and_random_does_not():
+    oracle = synthloop.run(verified({"name": "oracle", "keep": 0.5}))
+    control = synthloop.run(verified({"name": "random", "keep": 0.5}))
+    o, o_sem, _ = mean_and_sem(oracle, "replace")
+    c, c_sem, _ = mean_and_sem(control, "replace")
+    assert c[-1] - o[-1] > z_for(1) * np.hypot(o_sem[-1], c_sem[-1])
+    assert o[-1] < 2 * o[0]  # bounded, while the control grows about linearly
+    assert c[-1] > 4 * c[0]
+    kept_error, _, _ = mean_and_sem(oracle, "replace", metric="verifier_kept_error")
+    assert np.all(kept_error < 0.01)  # wrong labels are kept only when fewer than half are right
+
+
+def test_no_verifier_leaves_numbers_unchanged_and_random_keeps_its_share():
+    plain = synthloop.run(verified(None)).metrics
+    assert set(plain["metric"]) == {"excess_risk"}
+    control = synthloop.run(verified({"name": "random", "keep": 0.25}))
+    phi, sem, _ = mean_and_sem(control, "replace", metric="verifier_phi")
+    assert np.all(np.abs(phi - 0.25) < z_for(len(phi)) * sem + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"verifier": {"name": "oracle"}, "task.design": "fixed"}, r"^verifier cannot filter this task: task.design='fixed' relabels"),
+        ({"verifier": {"name": "oracle", "keep": 0}}, r"^verifier.keep must be a number in \(0, 1\]; got 0$"),
+        ({"verifier": {"name": "rlhf", "phi": 1.5}}, r"^verifier.phi must be a number in \[0, 1\]; got 1.5$"),
+        ({"verifier": {"name": "judge"}}, r"^verifier.name must be one of 'random', 'oracle', 'rlhf'; got 'judge'$"),
+        ({"task": {"name": "gaussian"}, "verifier": {"name": "oracle"}}, r"^verifier.name 'oracle' needs the truth of synthetic rows"),
+    ],
+)
+def test_verifier_config_errors(overrides, message):
+    data = {"task": {"design": "random"}, **{k: v for k, v in overrides.items() if "." not in k}}
+    if "task.design" in overrides:
+        data["task"] = {"design": overrides["task.design"]}
+    with pytest.raises(ConfigError, match=message):
+        synthloop.Experiment.from_dict(data)
+
+
+def test_verified_run_resumes_to_identical_numbers(tmp_path):
+    experiment = verified({"name": "rlhf", "keep": 0.5, "phi": 0.8, "psi": 0.4}, replicates=20, workflows=["replace", "accumulate-subsample"])
+    reference = synthloop.run(experiment).metrics
+
+    def stop(workflow, record):
+        if workflow == "accumulate-subsample" and record.generation == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        synthloop.run(experiment, out=tmp_path / "run", on_generation=stop)
+    pd.testing.assert_frame_equal(synthloop.run(experiment, out=tmp_path / "run").metrics, reference)
+
+
+def test_no_unverified_theory_is_drawn_under_a_verifier():
+    run = synthloop.run(verified({"name": "oracle", "keep": 0.5}, generations=2, replicates=3))
+    assert run.theory.empty
+    assert run.theory_notes["replace"] == "no theory under a verifier (oracle, keep=0.5)"

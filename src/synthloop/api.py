@@ -30,6 +30,10 @@ def theory_frame(experiment: Experiment) -> tuple[pd.DataFrame, dict[str, str]]:
     task = experiment.build_task()
     parts, notes = [], {}
     for workflow in experiment.workflows:
+        if experiment.verifier is not None:
+            # Every theory curve here assumes all synthetic rows enter the pool.
+            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.name}, keep={experiment.verifier.keep:g})"
+            continue
         predicted = task.theory(workflow, experiment.generations)
         if predicted.note:
             notes[workflow.key] = predicted.note
@@ -85,8 +89,9 @@ class Run:
         for workflow, note in self.theory_notes.items():
             by_note.setdefault(note, []).append(workflow)
         notes = "; ".join(f"{', '.join(workflows)}: {note}" for note, workflows in by_note.items())
+        verifier = "" if e.verifier is None else f"; verifier {e.verifier.name} keeping {e.verifier.keep:.0%} of each generation's rows"
         return (
-            f"{e.build_task().describe()} — {e.replicates} replicates, seed {e.seed}; "
+            f"{e.build_task().describe()}{verifier} — {e.replicates} replicates, seed {e.seed}; "
             "band: 95% CI of the mean over replicates; dashed: theory, dotted: bound"
             + (f"\nno theory — {notes}" if notes else "")
         )
@@ -200,6 +205,7 @@ def run(
             checkpoint=store.checkpoint(workflow.key) if store is not None else None,
             on_generation=callback,
             sample_real=sample_real,
+            verifier=experiment.verifier,
         )
     theory, notes = theory_frame(experiment)
     result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None)

@@ -22,6 +22,7 @@ from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, mod
 
 from .tasks import TASKS, Task, TaskConfig, resolve_task
 from .validation import ConfigError, Integer, StrictModel, validate
+from .verifiers import VERIFIERS, VerifierConfig
 from .workflows import WORKFLOWS, WorkflowConfig
 
 
@@ -43,6 +44,7 @@ class Experiment(StrictModel):
     description: str = ""
     task: SerializeAsAny[TaskConfig] = Field(default_factory=lambda: {"name": "regression"}, validate_default=True)
     workflows: list[WorkflowConfig] = Field(default_factory=_default_workflows, validate_default=True, min_length=1)
+    verifier: VerifierConfig | None = Field(default=None, description="filters each generation's synthetic rows; none by default")
     generations: Integer(1, 10_000) = 50
     replicates: Integer(1, 1_000_000) = 100
     seed: Integer(0, 2**63 - 1) = 0
@@ -82,8 +84,19 @@ class Experiment(StrictModel):
                 raise ValueError(f"workflows[{i}] repeats the workflow {key!r}; give it a distinct label")
         task = self.build_task()
         capacity = task.synthetic_capacity()
+        kept_size = task.synthetic_size
+        if self.verifier is not None:
+            problem = task.verification_problem()
+            if problem:
+                raise ValueError(f"verifier cannot filter this task: {problem}")
+            if self.verifier.needs_truth and not task.knows_truth:
+                raise ValueError(
+                    f"verifier.name {self.verifier.name!r} needs the truth of synthetic rows, which task "
+                    f"{self.task.name!r} does not define; use verifier.name='random'"
+                )
+            kept_size = max(1, round(self.verifier.keep * task.synthetic_size))
         for i, workflow in enumerate(self.workflows):
-            problem = workflow.size_problem(task.real_size, task.synthetic_size)
+            problem = workflow.size_problem(task.real_size, kept_size)
             if problem:
                 raise ValueError(f"workflows[{i}].{problem}")
             if capacity is not None:
@@ -111,7 +124,7 @@ class Experiment(StrictModel):
         """Validate ``data`` (as read from TOML) with user task files resolved against ``base_dir``."""
         if not isinstance(data, dict):
             raise ConfigError(f"an experiment must be a table; got {type(data).__name__}")
-        return validate(cls, data, context={"base_dir": base_dir}, tags=frozenset(WORKFLOWS))
+        return validate(cls, data, context={"base_dir": base_dir}, tags=frozenset(WORKFLOWS) | frozenset(VERIFIERS))
 
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> "Experiment":
         """A new experiment with dotted-key overrides applied and everything re-validated."""

@@ -29,6 +29,7 @@ import numpy as np
 from . import seeding
 from .pool import Pool, Source, TrainingSet
 from .tasks.base import Task
+from .verifiers import Verifier, verification_metrics
 from .workflows import Workflow
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,20 @@ def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> t
     return model, training.composition()
 
 
+def _verify(task: Task, verifier: Verifier | None, data, real, n: int, rngs) -> tuple[Any, int, dict]:
+    """The kept rows, their count, and the verification metrics (empty without a verifier)."""
+    if verifier is None:
+        return data, n, {}
+    correct = task.correct(data, real) if task.knows_truth else None  # (R, n)
+    index = verifier.select(verifier.score(n, correct, rngs), rngs)  # (R, m)
+    metrics = {}
+    if correct is not None:
+        kept = np.zeros(correct.shape, dtype=bool)
+        np.put_along_axis(kept, index, True, axis=1)
+        metrics = verification_metrics(correct, kept)
+    return task.take_rows(data, index), index.shape[1], metrics
+
+
 def run_loop(
     task: Task,
     workflow: Workflow,
@@ -94,6 +109,7 @@ def run_loop(
     checkpoint: Checkpoint | None = None,
     on_generation: Callable[[GenerationRecord], None] | None = None,
     sample_real: Callable[[], Any] | None = None,
+    verifier: Verifier | None = None,
 ) -> list[GenerationRecord]:
     """Run ``generations`` rounds of ``workflow`` on ``task`` and return one record per generation.
 
@@ -101,7 +117,9 @@ def run_loop(
     so all workflows start from the same generation 0 — and everything else from
     ``(seed, r, workflow.key)``. Workflows of one experiment may share the real data through
     ``sample_real`` (a zero-argument callable returning what ``task.sample_real`` would), which
-    saves drawing and factorizing the same data once per workflow.
+    saves drawing and factorizing the same data once per workflow. A ``verifier`` keeps a share
+    of each generation's synthetic rows before they enter the pool; where the task knows the
+    truth, the record adds the verification metrics (p, φ, ψ, p*) of that generation's data.
     """
     state = checkpoint.load() if checkpoint is not None else None
     if state is None:
@@ -130,9 +148,10 @@ def run_loop(
         n = workflow.synthetic_size(g, task.synthetic_size)
         inputs = task.sample_inputs(real, n, rngs)
         data = task.synthesize(model, inputs, n, rngs)
-        pool.add(Source(g, data, n, task.statistics(data)))
+        data, kept, verified = _verify(task, verifier, data, real, n, rngs)
+        pool.add(Source(g, data, kept, task.statistics(data)))
         model, composition = _fit(task, workflow, pool, g, rngs)
-        record = GenerationRecord(g, task.evaluate(model, real), time.perf_counter() - start, n, n, composition)
+        record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition)
         records.append(record)
         if checkpoint is not None:
             checkpoint.save(LoopState(g, model, pool, seeding.generator_states(rngs), records))

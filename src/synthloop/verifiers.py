@@ -1,5 +1,12 @@
 """Verifiers and selection: how good is a verifier, measured on the user's own data.
 
+Inside the generation loop a verifier scores each synthetic row and keeps a fixed share of
+them per replicate (the highest scores; ties broken at random), so every replicate's pool stays
+rectangular and the loop stays vectorized. ``oracle`` scores rows by the task's ground truth,
+``rlhf`` keeps a correct row with probability ``φ`` and a wrong one with probability ``ψ`` (the
+paper's parametrized pruner), ``random`` keeps rows at random; where the task knows the truth,
+every generation records the empirical ``p``, ``φ``, ``ψ`` and ``p*`` of what it did.
+
 A verifier that filters synthetic data helps only if it keeps correct examples more readily than
 wrong ones. Feng et al. (2024) summarize a verifier by ``φ = P(keep | label correct)`` and
 ``ψ = P(keep | label wrong)``: training on the kept data recovers the truth as the data grow when
@@ -8,20 +15,99 @@ above it. :func:`verifier_quality` estimates all of these, with confidence inter
 examples whose correctness is known (a labelled audit sample) and the verifier's verdicts on
 them; ``synthloop verifier-quality FILE.csv`` runs it on a CSV file.
 
-Verifiers inside the generation loop (oracle, weak model, self-confidence, random, rlhf) build
-on the same quantities.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal, Union
 
 import numpy as np
+from pydantic import Field
 from scipy import stats
 
 from .theory import verification
-from .validation import ConfigError
+from .validation import ConfigError, Real, StrictModel
+
+
+class Verifier(StrictModel, ABC):
+    """Scores synthetic rows and keeps the share ``keep`` of them per replicate (highest scores)."""
+
+    needs_truth: ClassVar[bool] = False
+
+    name: str
+    keep: Real(0, 1, lo_open=True) = Field(default=1.0, description="share of synthesized rows kept per replicate")
+
+    @abstractmethod
+    def score(self, n: int, correct: np.ndarray | None, rngs) -> np.ndarray:
+        """Scores of ``n`` rows per replicate, shape (R, n); higher is kept first. ``correct``
+        (R, n) is the task's truth when the verifier needs it."""
+
+    def select(self, scores: np.ndarray, rngs) -> np.ndarray:
+        """Indices of the kept rows, shape (R, m) with ``m = max(1, round(keep · n))``, in row order."""
+        R, n = scores.shape
+        m = max(1, round(self.keep * n))
+        jitter = np.stack([rng.random(n) for rng in rngs])  # (R, n): ties broken at random
+        order = np.lexsort((jitter, -scores), axis=1)[:, :m]
+        return np.sort(order, axis=1)
+
+
+class RandomVerifier(Verifier):
+    """Keeps rows at random: the control every verifier must beat (φ = ψ = keep)."""
+
+    name: Literal["random"] = "random"
+
+    def score(self, n, correct, rngs):
+        return np.zeros((len(rngs), n))
+
+
+class OracleVerifier(Verifier):
+    """Keeps correct rows first (ground truth; real-valued labels use the task's tolerance)."""
+
+    needs_truth: ClassVar[bool] = True
+    name: Literal["oracle"] = "oracle"
+
+    def score(self, n, correct, rngs):
+        return correct.astype(float)
+
+
+class RLHFVerifier(Verifier):
+    """Feng et al.'s parametrized pruner: a correct row passes with probability ``phi``, a wrong
+    one with probability ``psi``; passing rows are kept first."""
+
+    needs_truth: ClassVar[bool] = True
+    name: Literal["rlhf"] = "rlhf"
+    phi: Real(0, 1) = Field(default=1.0, description="P(pass | correct)")
+    psi: Real(0, 1) = Field(default=0.0, description="P(pass | wrong)")
+
+    def score(self, n, correct, rngs):
+        draws = np.stack([rng.random(n) for rng in rngs])  # (R, n)
+        return (draws < np.where(correct, self.phi, self.psi)).astype(float)
+
+
+VERIFIER_CLASSES = (RandomVerifier, OracleVerifier, RLHFVerifier)
+VerifierConfig = Annotated[Union[VERIFIER_CLASSES], Field(discriminator="name")]
+VERIFIERS = {cls.model_fields["name"].default: cls for cls in VERIFIER_CLASSES}
+
+
+def verification_metrics(correct: np.ndarray, kept: np.ndarray) -> dict[str, np.ndarray]:
+    """Per replicate: the generator's error ``p``, the verifier's ``φ``, ``ψ`` and ``p*``, and the
+    error of the kept rows — each (R,), NaN where undefined (e.g. no wrong row to judge ψ on)."""
+    wrong = ~correct
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = (kept & correct).sum(axis=1) / correct.sum(axis=1)
+        psi = (kept & wrong).sum(axis=1) / wrong.sum(axis=1)
+        p_star = phi / (phi + psi)
+        kept_error = (kept & wrong).sum(axis=1) / kept.sum(axis=1)
+    return {
+        "verifier_p": wrong.mean(axis=1),
+        "verifier_phi": phi,
+        "verifier_psi": psi,
+        "verifier_p_star": p_star,
+        "verifier_kept_error": kept_error,
+    }
 
 
 @dataclass(frozen=True)

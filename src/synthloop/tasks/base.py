@@ -17,6 +17,7 @@ so that accumulating costs no more than replacing. Tasks are constructed from th
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,34 @@ class Task(ABC):
     @abstractmethod
     def synthesize(self, model: Any, inputs: Any, n: int, rngs: Rngs) -> Any:
         """``n`` synthetic rows per replicate produced by ``model``."""
+
+    def correct(self, data: Any, real: Any) -> np.ndarray:
+        """Whether each synthetic row is correct, shape (R, n) bool — the ground truth that oracle
+        and rlhf verifiers use and the verification metrics (p, φ, ψ, p*) are computed from.
+        Tasks without such a truth do not implement it."""
+        raise NotImplementedError(f"task {self.config.name!r} has no ground truth for synthetic rows")
+
+    @property
+    def knows_truth(self) -> bool:
+        return type(self).correct is not Task.correct
+
+    def verification_problem(self) -> str | None:
+        """Why this task's synthetic rows cannot be filtered by a verifier, or None."""
+        return None
+
+    def take_rows(self, data: Any, index: np.ndarray) -> Any:
+        """The rows ``index`` (R, m) of ``data``: every field shaped (R, n, ...) is gathered.
+
+        Works for dataclasses whose per-row fields have replicates first; override otherwise."""
+        R, n = index.shape[0], None
+        changes = {}
+        for f in dataclasses.fields(data):
+            value = getattr(data, f.name)
+            if isinstance(value, np.ndarray) and value.ndim >= 2 and value.shape[0] == R:
+                n = value.shape[1] if n is None else n
+                if value.shape[1] == n:
+                    changes[f.name] = np.take_along_axis(value, index.reshape(index.shape + (1,) * (value.ndim - 2)), axis=1)
+        return dataclasses.replace(data, **changes)
 
     def statistics(self, data: Any) -> Any:
         """Additive sufficient statistics of ``data`` (supporting ``+`` and ``* float``), or None.

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from scipy.linalg import blas
 
 from .. import seeding
@@ -47,6 +47,9 @@ class RegressionConfig(TaskConfig):
     beta: Real(0, lo_open=True) = 1.0
     ridge: Real(0) = 0.0
     w_norm: Real(0, lo_open=True) = 1.0
+    label_tolerance: Real(0, lo_open=True) = Field(
+        default=1.0, description="a synthetic label y counts as correct when |y − xᵀw*| ≤ label_tolerance (for verifiers)"
+    )
 
     @model_validator(mode="after")
     def _fixed_design_size(self):
@@ -193,6 +196,15 @@ class RegressionTask(Task):
     def synthesize(self, model: LinearModel, inputs: np.ndarray, n: int, rngs) -> RegressionData:
         y = self._labels(inputs, model.coef_, self.config.synthetic_sigma, rngs)
         return RegressionData(y=y, x=None if self.config.design == "fixed" else inputs)
+
+    def correct(self, data: RegressionData, real: RealRegressionData) -> np.ndarray:
+        truth = np.einsum("rnd,rd->rn", data.x, real.w_star)
+        return np.abs(data.y - truth) <= self.config.label_tolerance
+
+    def verification_problem(self):
+        if self.config.design == "fixed":
+            return "task.design='fixed' relabels every row of one X; filtering rows needs task.design='random'"
+        return None
 
     def statistics(self, data: RegressionData):
         if self.config.design == "fixed":
