@@ -145,11 +145,13 @@ def test_no_verifier_leaves_numbers_unchanged_and_random_keeps_its_share():
         ({"verifier": {"name": "oracle", "keep": 0}}, r"^verifier.keep must be a number in \(0, 1\]; got 0$"),
         ({"verifier": {"name": "rlhf", "phi": 1.5}}, r"^verifier.phi must be a number in \[0, 1\]; got 1.5$"),
         ({"verifier": {"name": "judge"}}, r"^verifier.name must be one of 'random', 'oracle', 'rlhf'; got 'judge'$"),
-        ({"task": {"name": "gaussian"}, "verifier": {"name": "oracle"}}, r"^verifier.name 'oracle' needs the truth of synthetic rows"),
+        ({"task": {"name": "kde"}, "verifier": {"name": "oracle"}}, r"^verifier.name 'oracle' needs the truth of synthetic rows, which task 'kde'"),
+        ({"task": {"name": "gaussian"}, "verifier": {"name": "random"}}, r"^verifier cannot filter this task: gaussian synthesizes"),
+        ({"task": {"name": "logistic"}, "verifier": {"name": "random"}}, r"^verifier cannot filter this task: logistic relabels"),
     ],
 )
 def test_verifier_config_errors(overrides, message):
-    data = {"task": {"design": "random"}, **{k: v for k, v in overrides.items() if "." not in k}}
+    data = {"task": {"design": "random"}, **{k: v for k, v in overrides.items() if "." not in k}}  # task may be replaced
     if "task.design" in overrides:
         data["task"] = {"design": overrides["task.design"]}
     with pytest.raises(ConfigError, match=message):

@@ -421,6 +421,9 @@ class GaussianTask(Task):
             out[where] = np.take(x.reshape(-1, w), replicate[where] * x.shape[1] + local[where], axis=0)
         return out.reshape(R, n, w)
 
+    def verification_problem(self):
+        return "gaussian synthesizes each source's sufficient statistics directly (rows only on demand); dropping rows is not supported"
+
     def evaluate(self, model: GaussianModel, real: GaussianData) -> dict[str, np.ndarray]:
         c = self.config
         d, s2 = c.d, c.sigma**2

@@ -341,6 +341,9 @@ class LogisticTask(Task):
         targets = sums / np.maximum(counts, 1.0)
         return fit_logistic(real.x, targets, counts / counts.sum(axis=1, keepdims=True), c.ridge, c.max_newton_steps)
 
+    def verification_problem(self):
+        return "logistic relabels the same training inputs every generation (a fixed design); dropping rows is not supported"
+
     def evaluate(self, model: LogisticModel, real: RealLogisticData) -> dict[str, np.ndarray]:
         z = np.einsum("rmp,rp->rm", real.x_test, model.coef_)
         log_loss = (np.logaddexp(0.0, z) - real.y_test * z).mean(axis=1)
