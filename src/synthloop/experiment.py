@@ -94,6 +94,8 @@ class Experiment(StrictModel):
                     f"verifier.name {self.verifier.name!r} needs the truth of synthetic rows, which task "
                     f"{self.task.name!r} does not define; use verifier.name='random'"
                 )
+            if self.verifier.needs_judge and not task.has_judge:
+                raise ValueError(f"verifier.name 'model' needs a judge model, which task {self.task.name!r} does not define")
             kept_size = max(1, round(self.verifier.keep * task.synthetic_size))
         for i, workflow in enumerate(self.workflows):
             problem = workflow.size_problem(task.real_size, kept_size)

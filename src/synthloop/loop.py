@@ -90,7 +90,8 @@ def _verify(task: Task, verifier: Verifier | None, data, real, n: int, rngs) -> 
     if verifier is None:
         return data, n, {}
     correct = task.correct(data, real) if task.knows_truth else None  # (R, n)
-    index = verifier.select(verifier.score(n, correct, rngs), rngs)  # (R, m)
+    scores = task.judge(data, real, rngs) if verifier.needs_judge else verifier.score(n, correct, rngs)
+    index = verifier.select(scores, rngs)  # (R, m)
     metrics = {}
     if correct is not None:
         kept = np.zeros(correct.shape, dtype=bool)

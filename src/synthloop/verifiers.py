@@ -36,6 +36,7 @@ class Verifier(StrictModel, ABC):
     """Scores synthetic rows and keeps the share ``keep`` of them per replicate (highest scores)."""
 
     needs_truth: ClassVar[bool] = False
+    needs_judge: ClassVar[bool] = False
 
     name: str
     keep: Real(0, 1, lo_open=True) = Field(default=1.0, description="share of synthesized rows kept per replicate")
@@ -87,7 +88,18 @@ class RLHFVerifier(Verifier):
         return (draws < np.where(correct, self.phi, self.psi)).astype(float)
 
 
-VERIFIER_CLASSES = (RandomVerifier, OracleVerifier, RLHFVerifier)
+class ModelVerifier(Verifier):
+    """A second model's judgement — a weak supervisor the task defines (``Task.judge``), e.g. the
+    paper's linear pruner at a given angle to the truth; rows it scores higher are kept first."""
+
+    needs_judge: ClassVar[bool] = True
+    name: Literal["model"] = "model"
+
+    def score(self, n, correct, rngs):  # the loop asks the task instead (see loop._verify)
+        raise NotImplementedError
+
+
+VERIFIER_CLASSES = (RandomVerifier, OracleVerifier, RLHFVerifier, ModelVerifier)
 VerifierConfig = Annotated[Union[VERIFIER_CLASSES], Field(discriminator="name")]
 VERIFIERS = {cls.model_fields["name"].default: cls for cls in VERIFIER_CLASSES}
 

@@ -118,6 +118,15 @@ class Task(ABC):
     def knows_truth(self) -> bool:
         return type(self).correct is not Task.correct
 
+    def judge(self, data: Any, real: Any, rngs: Rngs) -> np.ndarray:
+        """Scores (R, n) of synthetic rows by the task's own second model (the ``model`` verifier),
+        higher kept first. Tasks without such a judge do not implement it."""
+        raise NotImplementedError(f"task {self.config.name!r} has no judge model")
+
+    @property
+    def has_judge(self) -> bool:
+        return type(self).judge is not Task.judge
+
     def verification_problem(self) -> str | None:
         """Why this task's synthetic rows cannot be filtered by a verifier, or None."""
         return None
