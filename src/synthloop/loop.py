@@ -90,7 +90,7 @@ def _verify(task: Task, verifier: Verifier | None, data, real, n: int, rngs) -> 
     if verifier is None:
         return data, n, {}
     correct = task.correct(data, real) if task.knows_truth else None  # (R, n)
-    scores = task.judge(data, real, rngs) if verifier.needs_judge else verifier.score(n, correct, rngs)
+    scores = verifier.score(n, correct, lambda: task.judge(data, real, rngs), rngs)  # (R, n)
     index = verifier.select(scores, rngs)  # (R, m)
     metrics = {}
     if correct is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Union
 
@@ -42,9 +43,10 @@ class Verifier(StrictModel, ABC):
     keep: Real(0, 1, lo_open=True) = Field(default=1.0, description="share of synthesized rows kept per replicate")
 
     @abstractmethod
-    def score(self, n: int, correct: np.ndarray | None, rngs) -> np.ndarray:
+    def score(self, n: int, correct: np.ndarray | None, judge: Callable[[], np.ndarray], rngs) -> np.ndarray:
         """Scores of ``n`` rows per replicate, shape (R, n); higher is kept first. ``correct``
-        (R, n) is the task's truth when the verifier needs it."""
+        (R, n) is the task's truth when the verifier needs it; ``judge()`` returns the task's own
+        second model's scores (asked only by the ``model`` verifier)."""
 
     def select(self, scores: np.ndarray, rngs) -> np.ndarray:
         """Indices of the kept rows, shape (R, m) with ``m = max(1, round(keep · n))``, in row order."""
@@ -60,7 +62,7 @@ class RandomVerifier(Verifier):
 
     name: Literal["random"] = "random"
 
-    def score(self, n, correct, rngs):
+    def score(self, n, correct, judge, rngs):
         return np.zeros((len(rngs), n))
 
 
@@ -70,7 +72,7 @@ class OracleVerifier(Verifier):
     needs_truth: ClassVar[bool] = True
     name: Literal["oracle"] = "oracle"
 
-    def score(self, n, correct, rngs):
+    def score(self, n, correct, judge, rngs):
         return correct.astype(float)
 
 
@@ -83,7 +85,7 @@ class RLHFVerifier(Verifier):
     phi: Real(0, 1) = Field(default=1.0, description="P(pass | correct)")
     psi: Real(0, 1) = Field(default=0.0, description="P(pass | wrong)")
 
-    def score(self, n, correct, rngs):
+    def score(self, n, correct, judge, rngs):
         draws = np.stack([rng.random(n) for rng in rngs])  # (R, n)
         return (draws < np.where(correct, self.phi, self.psi)).astype(float)
 
@@ -95,8 +97,8 @@ class ModelVerifier(Verifier):
     needs_judge: ClassVar[bool] = True
     name: Literal["model"] = "model"
 
-    def score(self, n, correct, rngs):  # the loop asks the task instead (see loop._verify)
-        raise NotImplementedError
+    def score(self, n, correct, judge, rngs):
+        return np.asarray(judge(), dtype=float)
 
 
 VERIFIER_CLASSES = (RandomVerifier, OracleVerifier, RLHFVerifier, ModelVerifier)
