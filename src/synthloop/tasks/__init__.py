@@ -16,9 +16,10 @@ from .base import Task, TaskConfig, Theory, TheoryCurve
 from .gaussian import GaussianTask
 from .kde import KDETask
 from .logistic import LogisticTask
+from .mixture import MixtureTask
 from .regression import RegressionTask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 
