@@ -115,10 +115,10 @@ class Run:
         )
 
     def table(self, metric: str | None = None):
-        """A rich table of measured means ± 95% CI beside the theory."""
+        """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
         metric = metric or self.metric
         labels = self.experiment.build_task().metric_labels
-        return report.table(self.metrics, self.theory, metric=metric, title=f"{self.experiment.name}: {labels.get(metric, metric)}", caption=self.caption())
+        return report.table(self.metrics, self.theory, metric=metric, title=f"{self.experiment.name}: {labels.get(metric, metric)}")
 
     def summary(self) -> dict:
         """Final values per workflow, with theory, as written to ``summary.json``."""

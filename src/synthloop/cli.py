@@ -70,6 +70,7 @@ def run_command(
         raise typer.Exit(130)
     if not quiet:
         console.print(result.table())
+        console.print(result.caption(), style="dim", highlight=False)
     console.print(f"run directory: [bold]{result.path}[/] (figure.png, metrics.parquet, summary.json)")
 
 
@@ -122,6 +123,7 @@ def report_command(
     except ConfigError as error:
         _fail(error)
     console.print(result.table(metric))
+    console.print(result.caption(), style="dim", highlight=False)
     console.print(f"{result.status} run; figure redrawn: [bold]{Path(run_dir) / 'figure.png'}[/]")
 
 
