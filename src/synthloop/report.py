@@ -54,6 +54,7 @@ def figure(
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     data = summarize(metrics[metrics["metric"] == metric])
     scales = ["linear", "log"] if scale == "both" else [scale]
@@ -61,6 +62,7 @@ def figure(
     for ax, yscale in zip(axes[0], scales):
         _draw(ax, metrics, data, theory, metric)
         ax.set_xlabel("generation (rounds of retraining on synthetic data)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel or metric)
         ax.set_yscale(yscale)
         ax.grid(alpha=0.3)
