@@ -144,7 +144,7 @@ def test_no_verifier_leaves_numbers_unchanged_and_random_keeps_its_share():
         ({"verifier": {"name": "oracle"}, "task.design": "fixed"}, r"^verifier cannot filter this task: task.design='fixed' relabels"),
         ({"verifier": {"name": "oracle", "keep": 0}}, r"^verifier.keep must be a number in \(0, 1\]; got 0$"),
         ({"verifier": {"name": "rlhf", "phi": 1.5}}, r"^verifier.phi must be a number in \[0, 1\]; got 1.5$"),
-        ({"verifier": {"name": "judge"}}, r"^verifier.name must be one of 'random', 'oracle', 'rlhf', 'model'; got 'judge'$"),
+        ({"verifier": {"name": "judge"}}, r"^verifier.name must be one of 'random', 'oracle', 'rlhf', 'model', 'self'; got 'judge'$"),
         ({"verifier": {"name": "model"}}, r"^verifier.name 'model' needs a judge model, which task 'regression' does not define$"),
         ({"task": {"name": "kde"}, "verifier": {"name": "oracle"}}, r"^verifier.name 'oracle' needs the truth of synthetic rows, which task 'kde'"),
         ({"task": {"name": "gaussian"}, "verifier": {"name": "random"}}, r"^verifier cannot filter this task: gaussian synthesizes"),
@@ -176,3 +176,16 @@ def test_no_unverified_theory_is_drawn_under_a_verifier():
     run = synthloop.run(verified({"name": "oracle", "keep": 0.5}, generations=2, replicates=3))
     assert run.theory.empty
     assert run.theory_notes["replace"] == "no theory under a verifier (oracle, keep=0.5)"
+
+
+def test_self_verifier_keeps_the_generators_confident_rows():
+    """Self-selection keeps high-margin rows: its kept labels are mostly right, but it cannot see
+    the generator's own systematic errors, so it beats random selection without matching the oracle."""
+    base = {"task": {"name": "mixture", "d": 20, "N0": 100, "T0": 600}, "generations": 1, "replicates": 200, "workflows": ["replace"]}
+    runs = {name: synthloop.run(synthloop.Experiment.from_dict({**base, "verifier": {"name": name, "keep": 0.5}})) for name in ("self", "random", "oracle")}
+    kept_error = {name: mean_and_sem(run, "replace", metric="verifier_kept_error") for name, run in runs.items()}
+    (s, s_sem, _), (r, r_sem, _), (o, _, _) = kept_error["self"], kept_error["random"], kept_error["oracle"]
+    assert r[-1] - s[-1] > z_for(2) * np.hypot(s_sem[-1], r_sem[-1])
+    assert o[-1] < s[-1]
+    with pytest.raises(ConfigError, match=r"^verifier.name 'self' needs the model's confidence, which task 'regression' does not define$"):
+        synthloop.Experiment.from_dict({"task": {"design": "random"}, "verifier": {"name": "self"}})

@@ -96,6 +96,8 @@ class Experiment(StrictModel):
                 )
             if self.verifier.needs_judge and not task.has_judge:
                 raise ValueError(f"verifier.name 'model' needs a judge model, which task {self.task.name!r} does not define")
+            if self.verifier.needs_confidence and not task.has_confidence:
+                raise ValueError(f"verifier.name 'self' needs the model's confidence, which task {self.task.name!r} does not define")
             kept_size = max(1, round(self.verifier.keep * task.synthetic_size))
         for i, workflow in enumerate(self.workflows):
             problem = workflow.size_problem(task.real_size, kept_size)

@@ -29,7 +29,7 @@ import numpy as np
 from . import seeding
 from .pool import Pool, Source, TrainingSet
 from .tasks.base import Task
-from .verifiers import Verifier, verification_metrics
+from .verifiers import Candidates, Verifier, verification_metrics
 from .workflows import Workflow
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,13 @@ def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> t
     return model, training.composition()
 
 
-def _verify(task: Task, verifier: Verifier | None, data, real, n: int, rngs) -> tuple[Any, int, dict]:
+def _verify(task: Task, verifier: Verifier | None, model, data, real, n: int, rngs) -> tuple[Any, int, dict]:
     """The kept rows, their count, and the verification metrics (empty without a verifier)."""
     if verifier is None:
         return data, n, {}
     correct = task.correct(data, real) if task.knows_truth else None  # (R, n)
-    scores = verifier.score(n, correct, lambda: task.judge(data, real, rngs), rngs)  # (R, n)
-    index = verifier.select(scores, rngs)  # (R, m)
+    candidates = Candidates(task, model, data, real, rngs, n, correct)
+    index = verifier.select(verifier.score(candidates), rngs)  # (R, m)
     metrics = {}
     if correct is not None:
         kept = np.zeros(correct.shape, dtype=bool)
@@ -149,7 +149,7 @@ def run_loop(
         n = workflow.synthetic_size(g, task.synthetic_size)
         inputs = task.sample_inputs(real, n, rngs)
         data = task.synthesize(model, inputs, n, rngs)
-        data, kept, verified = _verify(task, verifier, data, real, n, rngs)
+        data, kept, verified = _verify(task, verifier, model, data, real, n, rngs)
         pool.add(Source(g, data, kept, task.statistics(data)))
         model, composition = _fit(task, workflow, pool, g, rngs)
         record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition)

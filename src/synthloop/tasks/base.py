@@ -127,6 +127,15 @@ class Task(ABC):
     def has_judge(self) -> bool:
         return type(self).judge is not Task.judge
 
+    def confidence(self, model: Any, data: Any) -> np.ndarray:
+        """The generating model's confidence in each of its synthetic rows, (R, n) — what the
+        ``self`` verifier keeps first. Tasks without a notion of confidence do not implement it."""
+        raise NotImplementedError(f"task {self.config.name!r} has no model confidence")
+
+    @property
+    def has_confidence(self) -> bool:
+        return type(self).confidence is not Task.confidence
+
     def verification_problem(self) -> str | None:
         """Why this task's synthetic rows cannot be filtered by a verifier, or None."""
         return None

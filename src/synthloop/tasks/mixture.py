@@ -215,6 +215,12 @@ class MixtureTask(Task):
     def correct(self, data: MixtureData, real: RealMixtureData) -> np.ndarray:
         return data.y == data.y_true
 
+    def confidence(self, model: MixtureModel, data: MixtureData) -> np.ndarray:
+        """The generator's own margin for the label it gave, ``y′ · xᵀŵ`` (the ``self`` verifier)."""
+        w = model.coef_
+        norm = np.linalg.norm(w, axis=1, keepdims=True)
+        return data.y * np.einsum("rnd,rd->rn", data.x, w / np.where(norm > 0, norm, 1.0))
+
     def judge(self, data: MixtureData, real: RealMixtureData, rngs) -> np.ndarray:
         margin = data.y * np.einsum("rnd,rd->rn", data.x, real.w_prune)
         return (margin > 0).astype(float)
