@@ -15,7 +15,14 @@ import synthloop
 from synthloop import ConfigError
 from synthloop.pool import Mixture, Pool, Source, TrainingSet
 from synthloop.seeding import replicate_generators
-from synthloop.tasks.gaussian import GaussianConfig, GaussianModel, GaussianTask, helmert, psd_factor, triangular_inverse
+from synthloop.tasks.gaussian import (
+    GaussianConfig,
+    GaussianModel,
+    GaussianTask,
+    helmert,
+    psd_factor,
+    triangular_inverse,
+)
 from synthloop.theory import gaussian as th
 
 

@@ -8,7 +8,13 @@ from scipy import stats
 import synthloop
 from synthloop.pool import Mixture, Pool, Source, TrainingSet
 from synthloop.seeding import replicate_generators
-from synthloop.tasks.kde import KDEConfig, KDEData, KDETask, log_kernel_sums, rule_bandwidth
+from synthloop.tasks.kde import (
+    KDEConfig,
+    KDEData,
+    KDETask,
+    log_kernel_sums,
+    rule_bandwidth,
+)
 from synthloop.validation import ConfigError
 
 

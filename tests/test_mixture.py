@@ -10,12 +10,8 @@ import synthloop
 from synthloop import ConfigError
 from synthloop.pool import Mixture, Pool, Source, TrainingSet
 from synthloop.seeding import replicate_generators
-from synthloop.tasks.mixture import (
-    MixtureConfig,
-    MixtureTask,
-    fit_ridge_logistic,
-    mixture_accuracy,
-)
+from synthloop.tasks.logistic import fit_logistic
+from synthloop.tasks.mixture import MixtureConfig, MixtureTask, mixture_accuracy
 from synthloop.theory.verification import generator_error_rate, supervised_pruner_rates
 
 
@@ -44,12 +40,12 @@ def test_accuracy_formula_matches_monte_carlo():
         assert abs(measured - exact) < z_for(checks) * np.sqrt(exact * (1 - exact) / n)
 
 
-def test_ridge_logistic_is_stationary():
+def test_ridge_logistic_without_intercept_is_stationary():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 300, 6))
     t = (rng.random((4, 300)) < expit(x @ np.array([1.0, -2, 0, 0, 0.5, 3]))).astype(float)
     a = np.full((4, 300), 1 / 300)
-    w = fit_ridge_logistic(x, t, a, ridge=1e-2).coef_
+    w = fit_logistic(x, t, a, ridge=1e-2, intercept=False).coef_  # every coefficient penalized
     grad = np.einsum("rnd,rn->rd", x, a * (expit(np.einsum("rnd,rd->rn", x, w)) - t)) + 1e-2 * w
     assert np.abs(grad).max() < 1e-8
 

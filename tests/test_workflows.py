@@ -8,7 +8,11 @@ from conftest import mean_and_sem, regression, theory_values, z_for
 import synthloop
 from synthloop import ConfigError
 from synthloop.pool import Mixture, Pool, Source, TrainingSet
-from synthloop.theory.workflows import mixture_error_coefficients, mixture_risk, mixture_risk_ratio
+from synthloop.theory.workflows import (
+    mixture_error_coefficients,
+    mixture_risk,
+    mixture_risk_ratio,
+)
 
 
 def test_mixture_recursion_known_values():

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .tasks import TASKS, Task, TaskConfig, resolve_task
 from .validation import ConfigError, Integer, StrictModel, validate

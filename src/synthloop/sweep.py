@@ -35,7 +35,7 @@ import pandas as pd
 import tomli_w
 
 from .executors import Executor, SerialExecutor
-from .experiment import Experiment, parse_key, parse_value, load_experiment
+from .experiment import Experiment, load_experiment, parse_key, parse_value
 from .store import atomic_write, write_parquet
 from .validation import ConfigError
 

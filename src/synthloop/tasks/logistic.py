@@ -202,19 +202,20 @@ class LogisticModel:
     converged: np.ndarray | None = None  # (R,) bool
 
 
-def _penalized_loss(z, targets, weights, theta, ridge):
-    """``Σ_i a_i [log(1 + e^{z_i}) − t_i z_i] + (λ/2)‖θ_{1:}‖²`` per replicate."""
+def _penalized_loss(z, targets, weights, theta, penalty):
+    """``Σ_i a_i [log(1 + e^{z_i}) − t_i z_i] + ½ Σ_j λ_j θ_j²`` per replicate."""
     loss = np.logaddexp(0.0, z) - targets * z
-    return (weights * loss).sum(axis=1) + 0.5 * ridge * (theta[:, 1:] ** 2).sum(axis=1)
+    return (weights * loss).sum(axis=1) + 0.5 * (penalty * theta**2).sum(axis=1)
 
 
 def fit_logistic(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None, ridge: float = 0.0,
-                 max_steps: int = 100, tol: float = 1e-12) -> LogisticModel:
+                 max_steps: int = 100, tol: float = 1e-12, intercept: bool = True) -> LogisticModel:
     """Penalized logistic regression per replicate by batched Newton steps with backtracking.
 
     Minimizes ``Σ_i a_i [log(1 + e^{z_i}) − t_i z_i] + (λ/2)‖θ_{1:}‖²``, ``z = Xθ``, over
-    ``x`` (R, n, p) whose first column is the (unpenalized) intercept, soft ``targets`` (R, n) in
-    [0, 1] and row weights ``a`` (R, n) summing to 1 (None: ``1/n``). Each step solves
+    ``x`` (R, n, p) whose first column is the (unpenalized) intercept — or ``(λ/2)‖θ‖²`` when
+    ``intercept`` is False — soft ``targets`` (R, n) in [0, 1] and row weights ``a`` (R, n)
+    (None: ``1/n``). Each step solves
     ``(XᵀDX + λP) s = g`` for all replicates still moving, then halves ``s`` until the Armijo
     condition holds (``z`` moves along ``Xs``, so a trial costs no matrix product). A replicate
     stops, after one last full step, when its Newton decrement ``gᵀs`` falls below ``tol``; or
@@ -224,11 +225,12 @@ def fit_logistic(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None 
     a = np.full((R, n), 1.0 / n) if weights is None else weights
     xt = np.ascontiguousarray(x.transpose(0, 2, 1))  # (R, p, n): contiguous operands keep matmul on BLAS
     penalty = np.full(p, ridge)
-    penalty[0] = 0.0
+    if intercept:
+        penalty[0] = 0.0
     regularizer = np.diag(penalty) + 1e-12 * np.eye(p)  # the jitter keeps a separable, unpenalized fit solvable
     theta = np.zeros((R, p))
     z = np.zeros((R, n))
-    value = _penalized_loss(z, targets, a, theta, ridge)
+    value = _penalized_loss(z, targets, a, theta, penalty)
     active, converged = np.ones(R, bool), np.zeros(R, bool)
     steps = 0
     while active.any() and steps < max_steps:
@@ -251,7 +253,7 @@ def fit_logistic(x: np.ndarray, targets: np.ndarray, weights: np.ndarray | None 
             if not pending.any():
                 break
             k = np.flatnonzero(pending)
-            f = _penalized_loss(za[k] - scale[k, None] * dz[k], ta[k], aa[k], th[k] - scale[k, None] * step[k], ridge)
+            f = _penalized_loss(za[k] - scale[k, None] * dz[k], ta[k], aa[k], th[k] - scale[k, None] * step[k], penalty)
             ok = f <= value[ids[k]] - 1e-4 * scale[k] * decrement[k]
             new[k[ok]] = f[ok]
             scale[k[~ok]] *= 0.5

@@ -50,6 +50,7 @@ from ..pool import TrainingSet
 from ..validation import Integer, Real
 from ..workflows import Workflow
 from .base import Task, TaskConfig, Theory, TheoryCurve
+from .logistic import fit_logistic
 
 
 class MixtureConfig(TaskConfig):
@@ -109,52 +110,6 @@ def _at_angle(w_star: np.ndarray, angle: float, rngs) -> np.ndarray:
     v -= np.einsum("rd,rd->r", v, w_star)[:, None] * w_star
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     return np.cos(angle) * w_star + np.sin(angle) * v
-
-
-def _loss(z, t, a, w, ridge):
-    return (a * (np.logaddexp(0.0, z) - t * z)).sum(axis=1) + 0.5 * ridge * (w**2).sum(axis=1)
-
-
-def fit_ridge_logistic(x: np.ndarray, t: np.ndarray, a: np.ndarray, ridge: float, max_steps: int = 100,
-                       tol: float = 1e-12) -> MixtureModel:
-    """``min_w Σ_i a_i [log(1 + e^{x_iᵀw}) − t_i x_iᵀw] + (λ/2)‖w‖²`` per replicate (batched Newton
-    with Armijo backtracking); ``x`` (R, n, d), targets ``t`` and weights ``a`` (R, n)."""
-    R, n, d = x.shape
-    xt = np.ascontiguousarray(x.transpose(0, 2, 1))
-    reg = (ridge + 1e-12) * np.eye(d)
-    w, z = np.zeros((R, d)), np.zeros((R, n))
-    value = _loss(z, t, a, w, ridge)
-    active = np.ones(R, bool)
-    steps = 0
-    while active.any() and steps < max_steps:
-        steps += 1
-        ids = np.flatnonzero(active)
-        xa, xta, ta, aa, wa, za = x[ids], xt[ids], t[ids], a[ids], w[ids], z[ids]
-        mu = expit(za)
-        grad = np.matmul(xta, (aa * (mu - ta))[..., None])[..., 0] + ridge * wa
-        hess = np.matmul(xta * (aa * mu * (1 - mu))[:, None, :], xa) + reg
-        step = np.linalg.solve(hess, grad[..., None])[..., 0]
-        dz = np.matmul(xa, step[..., None])[..., 0]
-        dec = np.einsum("rd,rd->r", grad, step)
-        done = dec < tol
-        scale = np.ones(len(ids))
-        new = value[ids].copy()
-        pending = ~done
-        for _ in range(50):
-            if not pending.any():
-                break
-            k = np.flatnonzero(pending)
-            f = _loss(za[k] - scale[k, None] * dz[k], ta[k], aa[k], wa[k] - scale[k, None] * step[k], ridge)
-            ok = f <= value[ids[k]] - 1e-4 * scale[k] * dec[k]
-            new[k[ok]] = f[ok]
-            scale[k[~ok]] *= 0.5
-            pending[k[ok]] = False
-        moved = ~pending
-        w[ids[moved]] = wa[moved] - scale[moved, None] * step[moved]
-        z[ids[moved]] = za[moved] - scale[moved, None] * dz[moved]
-        value[ids[moved]] = new[moved]
-        active[ids[done | pending]] = False
-    return MixtureModel(w, steps)
 
 
 def mixture_accuracy(w: np.ndarray, w_star: np.ndarray, tau: float, d: int) -> np.ndarray:
@@ -243,7 +198,8 @@ class MixtureTask(Task):
         weights = training.row_weights()
         a = np.broadcast_to(weights, y.shape).astype(float)
         a = a / a.sum(axis=1, keepdims=True)
-        return fit_ridge_logistic(x, (y + 1.0) / 2.0, a, c.ridge, c.max_newton_steps)
+        fitted = fit_logistic(x, (y + 1.0) / 2.0, a, c.ridge, c.max_newton_steps, intercept=False)
+        return MixtureModel(fitted.coef_, fitted.newton_steps)
 
     def evaluate(self, model: MixtureModel, real: RealMixtureData) -> dict[str, np.ndarray]:
         c = self.config
