@@ -30,7 +30,8 @@ StartCallback = Callable[[int], None]
 class Executor(ABC):
     """Runs ``fn(*args)`` for every argument tuple; yields ``(index, result)`` as calls finish."""
 
-    workers: int = 1
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, int(workers or os.cpu_count() or 1))
 
     @abstractmethod
     def imap_unordered(self, fn: Callable[..., Any], jobs: Sequence[tuple], on_start: StartCallback | None = None) -> Iterator[tuple[int, Any]]:
@@ -46,7 +47,8 @@ class Executor(ABC):
 class SerialExecutor(Executor):
     """Every job in this process, one after another (``workers=1``, and tests)."""
 
-    workers = 1
+    def __init__(self):
+        super().__init__(1)
 
     def imap_unordered(self, fn, jobs, on_start=None):
         for index, args in enumerate(jobs):
@@ -77,9 +79,6 @@ class LocalExecutor(Executor):
     environment when they start: they are set in ``os.environ`` while the pool starts workers
     (ProcessPoolExecutor starts them lazily, on submit) and restored afterwards.
     """
-
-    def __init__(self, workers: int | None = None):
-        self.workers = max(1, int(workers or os.cpu_count() or 1))
 
     def imap_unordered(self, fn, jobs, on_start=None):
         jobs = list(jobs)
@@ -121,9 +120,6 @@ class LocalExecutor(Executor):
 class RayExecutor(Executor):
     """Cells as Ray tasks (one CPU each, single-threaded BLAS), on the cluster at ``RAY_ADDRESS``
     or, when it is unset, on a local Ray instance of ``workers`` CPUs started for the sweep."""
-
-    def __init__(self, workers: int | None = None):
-        self.workers = max(1, int(workers or os.cpu_count() or 1))
 
     def imap_unordered(self, fn, jobs, on_start=None):
         import ray
