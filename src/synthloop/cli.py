@@ -106,31 +106,139 @@ def config_command(preset: Annotated[str, typer.Argument(help="preset name or TO
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
-    metric: Annotated[Optional[str], typer.Option(help="metric to draw")] = None,
-    scale: Annotated[Optional[str], typer.Option(help="y axis: both, linear or log")] = None,
+    dirs: Annotated[list[Path], typer.Argument(help="run directories, sweep directories (every cell) or folders of runs")],
+    metric: Annotated[Optional[list[str]], typer.Option(help="metric to draw (repeatable; default: the runs' reported metric)")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="y axis: both, linear or log for one run; auto, linear or log across runs")] = None,
+    facet: Annotated[Optional[str], typer.Option(help="parameter whose values split panels, e.g. task.d (default: a varying task parameter; 'none' for one panel)")] = None,
+    hue: Annotated[Optional[str], typer.Option(help="parameter whose values colour the curves (default: workflow)")] = None,
+    figure: Annotated[Optional[Path], typer.Option(help="where the comparison figure goes (default: report.png in the sweep directory, else here)")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="also write one self-contained HTML report to this file")] = None,
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", help="also log every run to this MLflow tracking URI, e.g. sqlite:///mlflow.db")] = None,
 ):
-    """Redraw a run's figure from its files and print its table."""
+    """Redraw a run's figure and print its table; with several runs or a sweep, compare them."""
     import matplotlib.pyplot as plt
 
-    from . import api
+    from . import api, compare
     from .store import RunStore
 
+    single = len(dirs) == 1 and (dirs[0] / "config.toml").is_file() and facet is None and hue is None
     try:
-        result = api.load(run_dir)
-        known = sorted(set(result.metrics["metric"]))
-        if metric is not None and metric not in known:
-            raise ConfigError(f"--metric must be one of {known}; got {metric!r}")
-        if scale not in (None, "both", "linear", "log"):
-            raise ConfigError(f"--scale must be one of 'both', 'linear', 'log'; got {scale!r}")
-        fig = result.figure(metric=metric, scale=scale)
-        RunStore(run_dir).write_figure(fig)
-        plt.close(fig)
+        if len(metric or []) > 1 and single:
+            raise ConfigError("--metric is given more than once; one run's figure draws one metric")
+        if single:
+            result = api.load(dirs[0])
+            chosen = metric[0] if metric else None
+            known = sorted(set(result.metrics["metric"]))
+            if chosen is not None and chosen not in known:
+                raise ConfigError(f"--metric must be one of {known}; got {chosen!r}")
+            if scale not in (None, "both", "linear", "log"):
+                raise ConfigError(f"--scale must be one of 'both', 'linear', 'log'; got {scale!r}")
+            fig = result.figure(metric=chosen, scale=scale)
+            RunStore(dirs[0]).write_figure(fig)
+            plt.close(fig)
+            comparison = compare.load_runs(dirs) if html or mlflow else None
+        else:
+            if scale not in (None, "auto", "linear", "log"):
+                raise ConfigError(f"--scale must be one of 'auto', 'linear', 'log' across runs; got {scale!r}")
+            comparison = compare.load_runs(dirs)
+            facet_, hue_, style = _layout(comparison, facet, hue)
+            known = sorted(set(comparison.metrics["metric"]))
+            for name in metric or []:
+                if name not in known:
+                    raise ConfigError(f"--metric must be one of {known}; got {name!r}")
+            chosen = (metric or comparison.primary_metrics)[0]
+            fig = compare.figure(
+                comparison.metrics, comparison.theory, metric=chosen, facet=facet_, hue=hue_, style=style,
+                ylabel=comparison.labels.get(chosen, chosen), scale=scale or "auto",
+                title=f"{', '.join(_unique(comparison.runs['name']))}: {comparison.runs['run'].nunique()} runs",
+            )
+            if figure is None:
+                sweeps = [d for d in dirs if (d / "sweep.toml").is_file()]
+                figure = sweeps[0] / "report.png" if len(dirs) == 1 and sweeps else Path("report.png")
+            _save_figure(fig, figure)
+            plt.close(fig)
+        if html is not None:
+            from . import htmlreport
+
+            facet_, hue_, _ = _layout(comparison, facet, hue)
+            text = htmlreport.render(comparison, metrics=metric or None, facet=facet_, hue=hue_, scale=scale if scale in ("linear", "log") else "auto")
+            _write_text(html, text)
+        if mlflow is not None:
+            from . import mlflow_export
+
+            exported = mlflow_export.export(comparison, mlflow)
     except ConfigError as error:
         _fail(error)
-    console.print(result.table(metric))
-    console.print(result.caption(), style="dim", highlight=False)
-    console.print(f"{result.status} run; figure redrawn: [bold]{Path(run_dir) / 'figure.png'}[/]")
+    if single:
+        console.print(result.table(chosen))
+        console.print(result.caption(), style="dim", highlight=False)
+        console.print(f"{result.status} run; figure redrawn: [bold]{dirs[0] / 'figure.png'}[/]")
+    else:
+        console.print(_final_table(comparison, chosen))
+        console.print(f"figure: [bold]{figure}[/]")
+    if html is not None:
+        console.print(f"HTML report: [bold]{html}[/] (self-contained; open it in any browser)")
+    if mlflow is not None:
+        console.print(f"MLflow: {len(exported)} runs logged to {mlflow}")
+
+
+def _unique(values) -> list[str]:
+    return [str(v) for v in dict.fromkeys(values)]
+
+
+def _layout(comparison, facet: str | None, hue: str | None):
+    """(facet, hue, style) from the options; 'none' turns a facet or hue off."""
+    from .compare import default_layout
+
+    known = {"workflow", *comparison.params}
+    for option, value in (("--facet", facet), ("--hue", hue)):
+        if value not in (None, "none") and value not in known:
+            raise ConfigError(f"{option} must be a config key of these runs or 'workflow'; got {value!r} (varying: {', '.join(comparison.varying()) or 'nothing'})")
+    # An empty string is "chosen, and off": default_layout fills only keys left as None.
+    facet_, hue_, style = default_layout(comparison.varying(), "" if facet == "none" else facet, "" if hue == "none" else hue)
+    return facet_ or None, hue_ or None, style
+
+
+def _save_figure(fig, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as error:
+        raise ConfigError(f"cannot write the figure {path}: {error.strerror or error}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .store import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _final_table(comparison, metric: str) -> Table:
+    from .compare import finals
+
+    varying = [k for k in comparison.varying() if k != "workflow"]
+    rows = comparison.runs.drop(columns=[c for c in comparison.runs if c.startswith("final_")])
+    rows = rows.merge(finals(comparison.metrics, comparison.theory, metric), on=["run", "workflow"], how="inner")
+    table = Table(title=f"final {comparison.labels.get(metric, metric)} (mean ± 95% CI over replicates)")
+    for name in ["run", "workflow", *varying, "status", "generation", "measured", "theory"]:
+        table.add_column(name, justify="right" if name in ("generation", "measured", "theory") else "left", overflow="fold")
+    for _, row in rows.iterrows():
+        style = {"finished": "green", "failed": "red"}.get(row["status"], "yellow")
+        status = f"[{style}]{row['status']}[/]" + (f" ({row['stop_reason']})" if row["stop_reason"] else "")
+        ci = "" if row["final_ci95"] != row["final_ci95"] else f" ± {row['final_ci95']:.2g}"
+        theory = "—" if row["final_theory"] != row["final_theory"] else f"{row['final_theory']:.4g}"
+        table.add_row(str(row["run"]), str(row["workflow"]), *(_cell(row[k]) for k in varying), status, _cell(row["final_generation"]), f"{row['final_mean']:.4g}{ci}", theory)
+    return table
+
+
+def _cell(value) -> str:
+    if value is None or value != value:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @app.command("theory")
