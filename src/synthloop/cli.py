@@ -22,6 +22,7 @@ if not err_console.is_terminal:
     err_console = Console(stderr=True, width=200)  # one-line errors stay on one line in logs
 
 SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key, e.g. --set task.d=32 (repeatable)")]
+MlflowOption = Annotated[Optional[str], typer.Option("--mlflow", help="also log the results to this MLflow tracking URI, e.g. sqlite:///mlflow.db (needs synthloop[mlflow])")]
 
 
 def _fail(error: Exception) -> None:
@@ -39,6 +40,7 @@ def run_command(
     out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>); resumed if interrupted")] = None,
     overwrite: Annotated[bool, typer.Option(help="discard an existing run directory of a different experiment")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    mlflow: MlflowOption = None,
 ):
     """Run an experiment, write its run directory, print theory beside measurement."""
     from rich.progress import (
@@ -53,6 +55,8 @@ def run_command(
     from .experiment import load_experiment
 
     try:
+        if mlflow is not None:
+            _require_mlflow()
         experiment = load_experiment(preset, set_ or [])
         extra = {k: v for k, v in {"replicates": replicates, "seed": seed}.items() if v is not None}
         if extra:
@@ -69,6 +73,8 @@ def run_command(
                 progress.update(bar, advance=1, description=f"{experiment.name}: {workflow} g={record.generation}")
 
             result = api.run(experiment, out=out, overwrite=overwrite, on_generation=advance)
+        if mlflow is not None:
+            _export_mlflow([result.path], mlflow)
     except ConfigError as error:
         _fail(error)
     except KeyboardInterrupt:
@@ -123,6 +129,8 @@ def report_command(
 
     single = len(dirs) == 1 and (dirs[0] / "config.toml").is_file() and facet is None and hue is None
     try:
+        if mlflow is not None:
+            _require_mlflow()
         if len(metric or []) > 1 and single:
             raise ConfigError("--metric is given more than once; one run's figure draws one metric")
         if single:
@@ -164,9 +172,7 @@ def report_command(
             text = htmlreport.render(comparison, metrics=metric or None, facet=facet_, hue=hue_, scale=scale if scale in ("linear", "log") else "auto")
             _write_text(html, text)
         if mlflow is not None:
-            from . import mlflow_export
-
-            exported = mlflow_export.export(comparison, mlflow)
+            _export_mlflow(comparison, mlflow)
     except ConfigError as error:
         _fail(error)
     if single:
@@ -178,8 +184,20 @@ def report_command(
         console.print(f"figure: [bold]{figure}[/]")
     if html is not None:
         console.print(f"HTML report: [bold]{html}[/] (self-contained; open it in any browser)")
-    if mlflow is not None:
-        console.print(f"MLflow: {len(exported)} runs logged to {mlflow}")
+
+
+def _require_mlflow() -> None:
+    """Fail before any work when --mlflow is given without mlflow installed."""
+    from .mlflow_export import require
+
+    require()
+
+
+def _export_mlflow(runs, uri: str) -> None:
+    from .mlflow_export import export
+
+    exported = export(runs, uri)
+    console.print(f"MLflow: {len(exported)} runs (one per run directory and workflow) logged to {uri}")
 
 
 def _unique(values) -> list[str]:
@@ -333,6 +351,7 @@ def sweep_command(
     workers: Annotated[Optional[int], typer.Option(help="processes running cells (default: all cores; 1 runs in this process)")] = None,
     executor: Annotated[str, typer.Option(help="local (process pool) or ray (RAY_ADDRESS, else a local Ray instance)")] = "local",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    mlflow: MlflowOption = None,
 ):
     """Run an experiment over a grid of parameters: one run directory per cell, and an index."""
     from rich.progress import (
@@ -348,6 +367,8 @@ def sweep_command(
     from .sweep import format_value, plan_sweep, run_sweep
 
     try:
+        if mlflow is not None:
+            _require_mlflow()
         planned = plan_sweep(preset, grid or [], set_ or [], replicates, seed)
         out = out or Path("runs") / f"{planned.name}-sweep"
         executor = make_executor(workers, executor)
@@ -368,6 +389,8 @@ def sweep_command(
                 progress.update(bar, advance=0 if kind == "started" else 1, **counts)
 
             index = run_sweep(planned, out, executor, on_event)
+        if mlflow is not None and (index["status"] != "pending").any():
+            _export_mlflow([out], mlflow)
     except ConfigError as error:
         _fail(error)
     except KeyboardInterrupt:

@@ -29,13 +29,14 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_LENGTH = 6000
 
 
-def _mlflow():
+def require():
+    """Import mlflow (telemetry off) or raise one ConfigError saying how to install it."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         import mlflow
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise ConfigError("--mlflow needs the mlflow package: pip install 'synthloop[mlflow]'") from None
+        raise ConfigError("--mlflow needs the mlflow package: pip install mlflow (or the synthloop extra 'mlflow')") from None
     return mlflow, MlflowClient
 
 
@@ -66,7 +67,7 @@ def export(paths: list[str | Path] | compare.Comparison, uri: str, experiment: s
     -------
     list of Exported
     """
-    _, MlflowClient = _mlflow()
+    _, MlflowClient = require()
     from mlflow.entities import Metric, Param, RunTag
 
     comparison = paths if isinstance(paths, compare.Comparison) else compare.load_runs(list(paths))
