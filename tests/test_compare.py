@@ -137,6 +137,16 @@ def test_cli_report_across_runs_writes_a_faceted_figure(runs, tmp_path):
     assert bad.exit_code == 2 and "--metric must be one of ['excess_risk']; got 'loss'" in bad.output
 
 
+def test_runs_listing_shows_a_sweeps_final_range(runs):
+    index = pd.read_parquet(runs / "sweep" / "index.parquet")
+    low, high = index["final.replace"].min(), index["final.replace"].max()
+    from synthloop.cli import _sweep_finals
+
+    assert _sweep_finals(runs / "sweep").startswith(f"range over cells: replace={low:.4g}…{high:.4g}, accumulate=")
+    listed = CliRunner().invoke(app, ["runs", str(runs)])
+    assert listed.exit_code == 0 and "range over cells" in listed.output
+
+
 def test_mlflow_missing_is_a_clear_error(runs, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
     result = CliRunner().invoke(app, ["report", str(runs / "seed0"), "--mlflow", f"sqlite:///{tmp_path}/m.db"])

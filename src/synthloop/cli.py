@@ -440,7 +440,7 @@ def runs_command(root: Annotated[Path, typer.Argument(help="folder to search for
         style = {"finished": "green", "failed": "red"}.get(info.status, "yellow")
         if info.kind == "sweep":
             status = f"[{style}]{info.status}[/] ({info.cells_finished}/{info.cells} cells" + (f", {info.cells_failed} failed)" if info.cells_failed else ")")
-            final = "see index.parquet"
+            final = _sweep_finals(info.path)
         else:
             status = f"[{style}]{info.status}[/]"
             final = (f"{info.metric}: " if info.metric else "") + ", ".join(f"{k}={v:.4g}" for k, v in info.finals.items() if v is not None)
@@ -450,6 +450,22 @@ def runs_command(root: Annotated[Path, typer.Argument(help="folder to search for
             shown = info.path
         table.add_row(str(shown) + ("/ (sweep)" if info.kind == "sweep" else ""), info.name, info.task, info.params, ", ".join(info.workflows), status, final)
     console.print(table)
+
+
+def _sweep_finals(path: Path) -> str:
+    """Each workflow's final value as a range over the sweep's finished cells (from index.parquet)."""
+    import pandas as pd
+
+    try:
+        index = pd.read_parquet(path / "index.parquet")
+    except (OSError, ValueError):
+        return ""
+    parts = []
+    for column in (c for c in index.columns if c.startswith("final.")):
+        values = index[column].dropna()
+        if len(values):
+            parts.append(f"{column[len('final.'):]}={values.min():.4g}…{values.max():.4g}")
+    return ("range over cells: " + ", ".join(parts)) if parts else ""
 
 
 def main() -> None:

@@ -206,10 +206,10 @@ def load_runs(paths: list[str | Path]) -> Comparison:
                 if name not in params:
                     params.append(name)
             measured = run.metrics[run.metrics["workflow"] == key]
-            metric_parts.append(measured.assign(run=entry.label, **_scalar_columns(values)))
+            metric_parts.append(measured.assign(run=entry.label, **values))
             predicted = run.theory[run.theory["workflow"] == key]
             if len(predicted):
-                theory_parts.append(predicted.assign(run=entry.label, **_scalar_columns(values)))
+                theory_parts.append(predicted.assign(run=entry.label, **values))
             if key in run.theory_notes:
                 notes[(entry.label, key)] = run.theory_notes[key]
             rows.append({
@@ -235,11 +235,6 @@ def load_runs(paths: list[str | Path]) -> Comparison:
     runs = runs.merge(final, on=["run", "workflow"], how="left")
     runs = runs[["run", "workflow", "path", "status", "stop_reason", "metric", *final.columns[2:], *params]]
     return Comparison(metrics, theory, runs, params, labels, notes)
-
-
-def _scalar_columns(values: dict[str, Any]) -> dict[str, Any]:
-    # DataFrame.assign would call a callable and broadcast a list; parameters are scalars here.
-    return {k: (v if not callable(v) else str(v)) for k, v in values.items()}
 
 
 def _with_columns(frame: pd.DataFrame, first: list[str], params: list[str]) -> pd.DataFrame:
