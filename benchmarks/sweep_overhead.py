@@ -35,6 +35,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from importlib.metadata import version  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -146,7 +147,7 @@ def main() -> None:
     parser.add_argument("--no-grids", action="store_true", help="skip the Collapse-or-Thrive grids")
     parser.add_argument("--gaussian-d", default="1,3,10,31", help="Gaussian grid dimensions (100 needs ≈9 GiB per worker)")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, synthloop {synthloop.__name__}")
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, synthloop {version('synthloop')}")
     kinds = ["serial", "local"] + ([] if args.no_ray else ["ray"])
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
         root = Path(tmp)

@@ -241,7 +241,12 @@ def _with_columns(frame: pd.DataFrame, first: list[str], params: list[str]) -> p
     for name in params:
         if name not in frame:
             frame[name] = None
-    return frame[first + params].reset_index(drop=True)
+    frame = frame[first + params].reset_index(drop=True)
+    for name in ["run", "workflow", "metric", "kind", "source", *params]:
+        # A text column repeats a few values over every row: categories keep a large sweep small.
+        if name in frame and (frame[name].dtype == object or pd.api.types.is_string_dtype(frame[name])):
+            frame[name] = frame[name].astype("category")
+    return frame
 
 
 def _read_summary(path: Path) -> dict:
@@ -268,7 +273,7 @@ def finals(metrics: pd.DataFrame, theory: pd.DataFrame | None, metric: str) -> p
     (NaN where no theory curve other than a bound exists).
     """
     summary = summarize(metrics[metrics["metric"] == metric], ["run", "workflow"])
-    last = summary.loc[summary.groupby(["run", "workflow"], sort=False)["generation"].idxmax()]
+    last = summary.loc[summary.groupby(["run", "workflow"], sort=False, observed=True)["generation"].idxmax()]
     out = pd.DataFrame({
         "run": last["run"].to_numpy(),
         "workflow": last["workflow"].to_numpy(),
@@ -339,7 +344,7 @@ def summarize(metrics: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for key in keys:
         frame[key] = frame[key].map(_hashable)
     finite = frame[np.isfinite(frame["value"].astype(float))]
-    grouped = finite.groupby([*keys, "generation"], sort=False, dropna=False)["value"]
+    grouped = finite.groupby([*keys, "generation"], sort=False, dropna=False, observed=True)["value"]
     out = grouped.agg(mean="mean", std="std", n="count").reset_index()
     out["sem"] = out["std"].fillna(0.0) / np.sqrt(out["n"])
     t = stats.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
@@ -457,7 +462,7 @@ def figure(
                     for key, value in [(facet, panel), (hue, h), *zip(style, s)]:
                         if key is not None:
                             curve = curve[curve[key] == value]
-                    for kind, part in curve.groupby("kind", sort=False):
+                    for kind, part in curve.groupby("kind", sort=False, observed=True):
                         # Pooled runs share the prediction: one curve per kind.
                         part = part.drop_duplicates("generation").sort_values("generation").dropna(subset=["value"])
                         ax.plot(part["generation"], part["value"], color=c, lw=1.2, ls=":" if kind == "bound" else "--")

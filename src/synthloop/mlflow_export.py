@@ -77,7 +77,7 @@ def export(paths: list[str | Path] | compare.Comparison, uri: str, experiment: s
         raise ConfigError(f"--mlflow {uri}: {type(error).__name__}: {error}".splitlines()[0]) from None
     experiment_ids: dict[str, str] = {}
     means = (
-        comparison.metrics.groupby(["run", "workflow", "metric", "generation"], sort=False)["value"].mean().reset_index()
+        comparison.metrics.groupby(["run", "workflow", "metric", "generation"], sort=False, observed=True)["value"].mean().reset_index()
     )
     out = []
     for row in comparison.runs.to_dict("records"):
