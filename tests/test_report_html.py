@@ -100,6 +100,7 @@ def test_report_is_displayed_in_a_headless_browser(report, tmp_path):
     command = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
         "--user-data-dir=" + str(tmp_path / "profile"), "--window-size=1280,1024", "--virtual-time-budget=10000",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # offline: anything the page tried to fetch would fail
         "--dump-dom", page.as_uri(),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
