@@ -189,3 +189,101 @@ def test_self_verifier_keeps_the_generators_confident_rows():
     assert o[-1] < s[-1]
     with pytest.raises(ConfigError, match=r"^verifier.name 'self' needs the model's confidence, which task 'regression' does not define$"):
         synthloop.Experiment.from_dict({"task": {"design": "random"}, "verifier": {"name": "self"}})
+
+
+# --- selection rules ----------------------------------------------------------------------------
+
+
+def _rngs(R, seed=0):
+    return [np.random.default_rng([seed, r]) for r in range(R)]
+
+
+def test_selection_rules_pick_the_documented_rows():
+    from synthloop.verifiers import RandomVerifier
+
+    scores = np.array([[0.1, 0.9, 0.5, 0.7, 0.2, 0.8], [0.6, 0.0, 0.95, 0.3, 0.4, 0.1]])  # (R=2, n=6)
+    top = RandomVerifier(keep=0.5).select(scores, _rngs(2))
+    np.testing.assert_array_equal(top, [[1, 3, 5], [0, 2, 4]])
+    # Threshold 0.5: 4 rows pass in replicate 0, 2 in replicate 1; both keep 2, all passing.
+    kept = RandomVerifier(selection="threshold", threshold=0.5).select(scores, _rngs(2))
+    assert kept.shape == (2, 2)
+    assert np.all(np.take_along_axis(scores, kept, axis=1) >= 0.5)
+    np.testing.assert_array_equal(kept[1], [0, 2])
+    # Best of k=3: inputs are rows (0,1,2) and (3,4,5); the best candidate of each.
+    best = RandomVerifier(selection="best-of-k", k=3).select(scores, _rngs(2))
+    np.testing.assert_array_equal(best, [[1, 5], [2, 4]])
+    everything = RandomVerifier(selection="all").select(scores, _rngs(2))
+    np.testing.assert_array_equal(everything, np.tile(np.arange(6), (2, 1)))
+
+
+def test_threshold_draws_uniformly_among_passing_rows_and_ties_break_at_random():
+    from synthloop.verifiers import RandomVerifier
+
+    R, n = 4000, 10
+    scores = np.zeros((R, n))
+    scores[:, :5] = 1.0
+    scores[0, :] = 1.0  # replicate 0: all pass, the others 5 — every replicate keeps 5
+    kept = RandomVerifier(selection="threshold", threshold=1.0).select(scores, _rngs(R))
+    share = np.bincount(kept[0], minlength=n) / 5  # replicate 0 only: 5 of 10
+    assert kept.shape == (R, 5) and np.all(kept[1:] < 5)
+    chosen = np.stack([np.bincount(kept[r], minlength=n) for r in range(1, R)])
+    np.testing.assert_array_equal(chosen[:, :5], 1)
+    # Equal scores in best-of-k: each candidate is chosen with probability 1/k.
+    best = RandomVerifier(selection="best-of-k", k=4).select(np.zeros((R, 8)), _rngs(R, seed=1))  # (R, 2)
+    freq = np.bincount((best % 4).ravel(), minlength=4) / best.size
+    assert np.all(np.abs(freq - 0.25) < z_for(4) * np.sqrt(0.25 * 0.75 / best.size))
+    assert share.sum() == pytest.approx(1.0)
+
+
+def test_oracle_label_selection_picks_the_closest_candidate_in_regression():
+    """Best of 4 by the oracle keeps one label per input, the closest to xᵀw*: its error falls far
+    below a single candidate's, and the iterated fit stays near the real-data fit, while the
+    same number of unselected labels (selection='all' on one candidate) collapses."""
+    best = synthloop.run(verified({"name": "oracle", "selection": "best-of-k", "k": 4}))
+    plain = synthloop.run(verified({"name": "oracle", "selection": "all"}))
+    frame = best.summary_frame().set_index(["generation", "metric"])["mean"]
+    assert frame[(3, "verifier_candidates")] == 4 and frame[(3, "verifier_kept_fraction")] == pytest.approx(0.25)
+    assert (best.generations.query("generation > 0")["kept"] == 40).all()
+    p, _, _ = mean_and_sem(best, "replace", metric="verifier_p")
+    kept_error, _, _ = mean_and_sem(best, "replace", metric="verifier_kept_error")
+    assert np.all(kept_error[1:] < p[1:] ** 2)  # about p⁴ if the candidates' errors were independent
+    b, b_sem, _ = mean_and_sem(best, "replace")
+    a, a_sem, _ = mean_and_sem(plain, "replace")
+    assert a[-1] - b[-1] > z_for(1) * np.hypot(a_sem[-1], b_sem[-1])
+    assert b[-1] < b[0]  # closest of 4 noisy labels is less noisy than the real labels
+
+
+def test_threshold_selection_is_the_papers_pruner():
+    """rlhf(φ=0.9, ψ=0.3) with threshold 0.5 keeps exactly the rows that pass (subsampled alike
+    across replicates), so the measured p* is φ/(φ+ψ) = 0.75 and the kept share near
+    (1−p)φ + pψ, less the smallest replicate's shortfall."""
+    run = synthloop.run(verified({"name": "rlhf", "selection": "threshold", "threshold": 0.5, "phi": 0.9, "psi": 0.3}))
+    m, sem, _ = mean_and_sem(run, "replace", metric="verifier_p_star")
+    assert np.all(np.abs(m[1:] - 0.75) < z_for(len(m) - 1) * sem[1:])
+    p, _, _ = mean_and_sem(run, "replace", metric="verifier_p")
+    kept, _, _ = mean_and_sem(run, "replace", metric="verifier_kept_fraction")
+    assert np.all(kept[1:] <= (1 - p[1:]) * 0.9 + p[1:] * 0.3)
+    assert run.theory_notes["replace"] == "no theory under a verifier (rlhf, score ≥ 0.5)"
+
+
+@pytest.mark.parametrize(
+    "verifier, message",
+    [
+        ({"name": "oracle", "selection": "threshold"}, r"^verifier.threshold must be a number when verifier.selection='threshold'; got none$"),
+        ({"name": "oracle", "threshold": 0.5}, r"^verifier.threshold applies only to selection='threshold'; got threshold=0.5 with selection='top'$"),
+        ({"name": "oracle", "selection": "threshold", "threshold": float("inf")}, r"^verifier.threshold must be a number finite; got inf$"),
+        ({"name": "oracle", "selection": "best-of-k"}, r"^verifier.k must be an integer in \[2, 64\] when verifier.selection='best-of-k'; got 1$"),
+        ({"name": "oracle", "selection": "best-of-k", "k": 65}, r"^verifier.k must be an integer in \[1, 64\]; got 65$"),
+        ({"name": "oracle", "k": 3}, r"^verifier.k applies only to selection='best-of-k'; got k=3 with selection='top'$"),
+        ({"name": "oracle", "selection": "all", "keep": 0.5}, r"^verifier.keep applies only to selection='top'; got keep=0.5 with selection='all'$"),
+        ({"name": "oracle", "selection": "best"}, r"^verifier.selection must be one of 'top', 'threshold', 'best-of-k' or 'all'; got 'best'$"),
+    ],
+)
+def test_selection_config_errors(verifier, message):
+    with pytest.raises(ConfigError, match=message):
+        synthloop.Experiment.from_dict({"task": {"design": "random"}, "verifier": verifier})
+
+
+def test_label_selection_needs_candidates():
+    with pytest.raises(ConfigError, match=r"^verifier.selection 'best-of-k' needs several candidate labels per input, which task 'kde' does not synthesize$"):
+        synthloop.Experiment.from_dict({"task": {"name": "kde"}, "verifier": {"name": "random", "selection": "best-of-k", "k": 2}})

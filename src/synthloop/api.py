@@ -32,7 +32,7 @@ def theory_frame(experiment: Experiment) -> tuple[pd.DataFrame, dict[str, str]]:
     for workflow in experiment.workflows:
         if experiment.verifier is not None:
             # Every theory curve here assumes all synthetic rows enter the pool.
-            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.name}, keep={experiment.verifier.keep:g})"
+            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.describe()})"
             continue
         predicted = task.theory(workflow, experiment.generations)
         if predicted.note:

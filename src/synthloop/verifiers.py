@@ -1,11 +1,23 @@
 """Verifiers and selection: how good is a verifier, measured on the user's own data.
 
-Inside the generation loop a verifier scores each synthetic row and keeps a fixed share of
-them per replicate (the highest scores; ties broken at random), so every replicate's pool stays
-rectangular and the loop stays vectorized. ``oracle`` scores rows by the task's ground truth,
-``rlhf`` keeps a correct row with probability ``φ`` and a wrong one with probability ``ψ`` (the
-paper's parametrized pruner), ``random`` keeps rows at random; where the task knows the truth,
-every generation records the empirical ``p``, ``φ``, ``ψ`` and ``p*`` of what it did.
+Inside the generation loop a verifier scores each synthetic row and a *selection rule* decides
+what enters the pool (``verifier.selection``):
+
+* ``top`` (data selection, the default) keeps the share ``keep`` of the rows with the highest
+  scores per replicate (ties broken at random);
+* ``threshold`` (data selection) keeps the rows whose score is at least ``threshold``;
+* ``best-of-k`` (label selection) has the task synthesize ``k`` candidate labels per input and
+  keeps, per input, the candidate with the highest score (ties at random);
+* ``all`` keeps every row (the verifier only measures).
+
+Every replicate's pool stays rectangular, so the loop stays vectorized: under ``threshold`` each
+replicate keeps as many rows as the replicate with the fewest passing rows, drawn at random among
+its own passing rows — a random subsample of the passing rows, which scales φ and ψ alike and
+leaves ``p*`` unchanged. ``oracle`` scores rows by the task's ground truth (in label selection it
+picks the candidate closest to the truth where the task measures a distance), ``rlhf`` passes a
+correct row with probability ``φ`` and a wrong one with probability ``ψ`` (the paper's
+parametrized pruner), ``random`` scores every row alike; where the task knows the truth, every
+generation records the empirical ``p``, ``φ``, ``ψ`` and ``p*`` of what the selection did.
 
 A verifier that filters synthetic data helps only if it keeps correct examples more readily than
 wrong ones. Feng et al. (2024) summarize a verifier by ``φ = P(keep | label correct)`` and
@@ -25,11 +37,11 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Union
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from scipy import stats
 
 from .theory import verification
-from .validation import ConfigError, Real, StrictModel
+from .validation import ConfigError, Integer, Real, StrictModel
 
 
 @dataclass
@@ -39,9 +51,11 @@ class Candidates:
     Attributes
     ----------
     n : int
-        Rows per replicate.
+        Rows per replicate: inputs × candidates per input.
     correct : ndarray of shape (R, n) or None
         The task's truth (``Task.correct``), where it defines one.
+    k : int
+        Candidates per input; row ``i·k + j`` is candidate ``j`` of input ``i``.
     """
 
     task: object
@@ -51,6 +65,12 @@ class Candidates:
     rngs: list
     n: int
     correct: np.ndarray | None
+    k: int = 1
+
+    def distance(self) -> np.ndarray | None:
+        """How far each row's label is from the truth, (R, n), or None where the task has no such measure."""
+        distance = self.task.label_distance(self.data, self.real)
+        return None if distance is None else np.asarray(distance, dtype=float)
 
     def judge(self) -> np.ndarray:
         """The task's second model's scores, (R, n)."""
@@ -61,25 +81,82 @@ class Candidates:
         return np.asarray(self.task.confidence(self.model, self.data), dtype=float)
 
 
+SELECTIONS = ("top", "threshold", "best-of-k", "all")
+
+
 class Verifier(StrictModel, ABC):
-    """Scores synthetic rows and keeps the share ``keep`` of them per replicate (highest scores)."""
+    """Scores synthetic rows; ``selection`` decides which of them are kept (see the module docstring)."""
 
     needs_truth: ClassVar[bool] = False
     needs_judge: ClassVar[bool] = False
     needs_confidence: ClassVar[bool] = False
 
     name: str
-    keep: Real(0, 1, lo_open=True) = Field(default=1.0, description="share of synthesized rows kept per replicate")
+    selection: Literal["top", "threshold", "best-of-k", "all"] = Field(
+        default="top", description="top share, score threshold, best of k candidates per input, or all"
+    )
+    keep: Real(0, 1, lo_open=True) = Field(default=1.0, description="selection='top': share of synthesized rows kept per replicate")
+    threshold: Real() | None = Field(default=None, description="selection='threshold': keep rows whose score is at least this")
+    k: Integer(1, 64) = Field(default=1, description="selection='best-of-k': candidate labels synthesized per input")
+
+    @model_validator(mode="after")
+    def _selection_parameters(self):
+        # Each parameter belongs to one rule: a value set for another rule is a mistake, not a no-op.
+        if self.selection == "threshold" and self.threshold is None:
+            raise ConfigError("verifier.threshold must be a number when verifier.selection='threshold'; got none")
+        if self.selection != "threshold" and self.threshold is not None:
+            raise ConfigError(f"verifier.threshold applies only to selection='threshold'; got threshold={self.threshold:g} with selection={self.selection!r}")
+        if self.selection == "best-of-k" and self.k < 2:
+            raise ConfigError(f"verifier.k must be an integer in [2, 64] when verifier.selection='best-of-k'; got {self.k}")
+        if self.selection != "best-of-k" and self.k != 1:
+            raise ConfigError(f"verifier.k applies only to selection='best-of-k'; got k={self.k} with selection={self.selection!r}")
+        if self.selection != "top" and self.keep != 1:
+            raise ConfigError(f"verifier.keep applies only to selection='top'; got keep={self.keep:g} with selection={self.selection!r}")
+        return self
+
+    @property
+    def candidates(self) -> int:
+        """Candidate labels the task synthesizes per input (1 except under best-of-k)."""
+        return self.k if self.selection == "best-of-k" else 1
+
+    def kept_size(self, n: int) -> int:
+        """Rows kept per replicate out of ``n`` inputs (an upper bound under ``threshold``)."""
+        return max(1, round(self.keep * n)) if self.selection == "top" else n
+
+    def describe(self) -> str:
+        """The verifier and its selection rule, for captions and notes."""
+        rule = {"top": f"keep={self.keep:g}", "threshold": f"score ≥ {self.threshold:g}" if self.threshold is not None else "",
+                "best-of-k": f"best of {self.k}", "all": "keep all"}[self.selection]
+        return f"{self.name}, {rule}"
 
     @abstractmethod
     def score(self, candidates: Candidates) -> np.ndarray:
         """Scores of the candidate rows, shape (R, n); higher is kept first."""
 
     def select(self, scores: np.ndarray, rngs) -> np.ndarray:
-        """Indices of the kept rows, shape (R, m) with ``m = max(1, round(keep · n))``, in row order."""
+        """Indices of the kept rows, shape (R, m), in row order.
+
+        ``top``: ``m = max(1, round(keep · n))``; ``threshold``: ``m`` = the fewest rows passing in
+        any replicate (at least 1; a replicate where nothing passes takes its best rows);
+        ``best-of-k``: ``m = n / k``, one row per input; ``all``: ``m = n``.
+        """
         R, n = scores.shape
-        m = max(1, round(self.keep * n))
         jitter = np.stack([rng.random(n) for rng in rngs])  # (R, n): ties broken at random
+        if self.selection == "all":
+            return np.broadcast_to(np.arange(n), (R, n)).copy()
+        if self.selection == "best-of-k":
+            k = self.k
+            order = np.lexsort((jitter.reshape(R, n // k, k), -scores.reshape(R, n // k, k)), axis=-1)  # (R, n/k, k)
+            return np.arange(0, n, k) + order[..., 0]
+        if self.selection == "threshold":
+            passing = scores >= self.threshold  # (R, n)
+            m = max(1, int(passing.sum(axis=1).min()))
+            # Passing rows first, in random order: a uniform draw of m of them per replicate.
+            order = np.lexsort((jitter, ~passing), axis=1)[:, :m]
+            fallback = np.lexsort((jitter, -scores), axis=1)[:, :m]
+            order = np.where(passing.sum(axis=1, keepdims=True) >= m, order, fallback)
+            return np.sort(order, axis=1)
+        m = max(1, round(self.keep * n))
         order = np.lexsort((jitter, -scores), axis=1)[:, :m]
         return np.sort(order, axis=1)
 
@@ -94,13 +171,21 @@ class RandomVerifier(Verifier):
 
 
 class OracleVerifier(Verifier):
-    """Keeps correct rows first (ground truth; real-valued labels use the task's tolerance)."""
+    """Keeps correct rows first (ground truth; real-valued labels use the task's tolerance).
+
+    Scores are 1 for a correct row and 0 for a wrong one. Among ``k`` candidates of one input
+    (label selection) it picks the candidate closest to the truth where the task measures a
+    distance (``Task.label_distance``): the score adds ``1/(2(1 + distance))``, which keeps every
+    correct candidate above every wrong one and orders each group by closeness — the paper's
+    "oracle-best of the beam"."""
 
     needs_truth: ClassVar[bool] = True
     name: Literal["oracle"] = "oracle"
 
     def score(self, candidates):
-        return candidates.correct.astype(float)
+        score = candidates.correct.astype(float)
+        distance = candidates.distance() if candidates.k > 1 else None
+        return score if distance is None else score + 0.5 / (1.0 + distance)
 
 
 class RLHFVerifier(Verifier):
@@ -146,9 +231,15 @@ VerifierConfig = Annotated[Union[VERIFIER_CLASSES], Field(discriminator="name")]
 VERIFIERS = {cls.model_fields["name"].default: cls for cls in VERIFIER_CLASSES}
 
 
+def selection_metrics(kept: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per replicate: the share of synthesized rows kept and the candidates per input, each (R,)."""
+    return {"verifier_kept_fraction": kept.mean(axis=1), "verifier_candidates": np.full(kept.shape[0], float(k))}
+
+
 def verification_metrics(correct: np.ndarray, kept: np.ndarray) -> dict[str, np.ndarray]:
     """Per replicate: the generator's error ``p``, the verifier's ``φ``, ``ψ`` and ``p*``, and the
-    error of the kept rows — each (R,), NaN where undefined (e.g. no wrong row to judge ψ on)."""
+    error of the kept rows — each (R,), NaN where undefined (e.g. no wrong row to judge ψ on).
+    Under label selection the rows are all candidates, so ``p`` is the error of one candidate."""
     wrong = ~correct
     with np.errstate(invalid="ignore", divide="ignore"):
         phi = (kept & correct).sum(axis=1) / correct.sum(axis=1)

@@ -156,6 +156,11 @@ class MixtureTask(Task):
         x, y = self._draw(real.w_star, n, rngs)
         return MixtureData(x=x, y=y, y_true=y)
 
+    def synthesize_candidates(self, model: MixtureModel, inputs: MixtureData, n: int, k: int, rngs) -> MixtureData:
+        """``k`` independent label draws through the sigmoid for every input (identical when ``label_beta = None``)."""
+        repeated = MixtureData(x=np.repeat(inputs.x, k, axis=1), y=np.repeat(inputs.y, k, axis=1), y_true=np.repeat(inputs.y_true, k, axis=1))
+        return self.synthesize(model, repeated, n * k, rngs)
+
     def synthesize(self, model: MixtureModel, inputs: MixtureData, n: int, rngs) -> MixtureData:
         w = model.coef_
         norm = np.linalg.norm(w, axis=1, keepdims=True)
