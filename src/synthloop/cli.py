@@ -175,28 +175,47 @@ def theory_command(
 @app.command("verifier-quality")
 def verifier_quality_command(
     csv: Annotated[Path, typer.Argument(help="CSV file: one audited synthetic example per row")],
+    true: Annotated[str, typer.Option("--true", help="column of true labels")] = "true",
+    generated: Annotated[str, typer.Option(help="column of the generator's labels (compared with --true; any number of classes)")] = "generated",
     kept: Annotated[str, typer.Option(help="boolean column: did the verifier keep the example")] = "kept",
-    correct: Annotated[str, typer.Option(help="boolean column: is the synthetic label correct")] = "correct",
-    label: Annotated[Optional[str], typer.Option(help="column of synthetic labels (with --truth, instead of --correct)")] = None,
-    truth: Annotated[Optional[str], typer.Option(help="column of true labels (with --label)")] = None,
+    correct: Annotated[Optional[str], typer.Option(help="boolean column: is the label correct (instead of --true/--generated)")] = None,
+    score: Annotated[Optional[str], typer.Option(help="numeric column of verifier scores (with --threshold, instead of --kept)")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="keep examples whose --score is at least this")] = None,
     level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the intervals (0: Wilson intervals)")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+    figure: Annotated[Optional[Path], typer.Option(help="write a figure (PNG/SVG/PDF): kept error p′ against p, with p* and p")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ):
-    """How good is a verifier? φ, ψ, the breakdown point p* and the generator's error p (Feng et al. 2024)."""
+    """How good is a verifier? p, φ, ψ and the breakdown point p* with confidence intervals (Feng et al. 2024)."""
     import json
 
-    from .verifiers import verifier_quality_from_csv
+    from .verifiers import verifier_quality_figure, verifier_quality_from_csv
 
     try:
         if not 0 < level < 1:
             raise ConfigError(f"--level must be a number in (0, 1); got {level}")
-        quality = verifier_quality_from_csv(csv, kept=kept, correct=correct, label=label, truth=truth, level=level)
+        if not 0 <= bootstrap <= 1_000_000:
+            raise ConfigError(f"--bootstrap must be an integer in [0, 1000000]; got {bootstrap}")
+        if seed < 0:
+            raise ConfigError(f"--seed must be an integer ≥ 0; got {seed}")
+        if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ConfigError(f"--figure must end in .png, .svg or .pdf; got {str(figure)!r}")
+        quality = verifier_quality_from_csv(csv, true=true, generated=generated, kept=kept, correct=correct, score=score,
+                                            threshold=threshold, level=level, bootstrap=bootstrap, seed=seed)
     except ConfigError as error:
         _fail(error)
+    if figure is not None:
+        import matplotlib.pyplot as plt
+
+        fig = verifier_quality_figure(quality, title=f"verifier quality — {csv.name} ({quality.n} audited, {quality.level:.0%} intervals)")
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(figure, dpi=150)
+        plt.close(fig)
     if json_out:
-        print(json.dumps(quality.to_dict(), indent=2))
+        print(json.dumps(quality.to_dict(), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"verifier quality — {csv} ({quality.n} audited examples)", caption=f"intervals: {quality.level:.0%} (Wilson; p* from the joint φ, ψ intervals)")
+    table = Table(title=f"verifier quality — {csv} ({quality.n} audited examples)", caption=f"intervals: {quality.level:.0%} ({quality.method})")
     table.add_column("quantity")
     table.add_column("estimate", justify="right")
     table.add_column("interval", justify="right")
@@ -206,12 +225,16 @@ def verifier_quality_command(
         ("ψ = P(keep | wrong)", quality.psi),
         ("kept fraction", quality.kept_fraction),
         ("breakdown point p* = φ/(φ+ψ)", quality.p_star),
+        ("error of the kept data p′", quality.pruned_error),
+        ("margin p* − p", quality.margin),
     ]
     for name, value in rows:
-        table.add_row(name, f"{value.estimate:.4g}", f"[{value.lower:.4g}, {value.upper:.4g}]")
-    table.add_row("error of the kept data p′", f"{quality.pruned_error:.4g}", "")
+        interval = "" if value.lower != value.lower else f"[{value.lower:.4g}, {value.upper:.4g}]"
+        table.add_row(name, f"{value.estimate:.4g}", interval)
     console.print(table)
     console.print(quality.verdict)
+    if figure is not None:
+        console.print(f"figure: [bold]{figure}[/]")
 
 
 @app.command("sweep")

@@ -279,12 +279,15 @@ class VerifierQuality:
     kept_fraction : Interval
         ``P(keep)``.
     p_star : Interval
-        Breakdown point ``φ/(φ + ψ)``; its interval combines the two intervals of ``φ`` and ``ψ``
-        (each at level ``1 − α/2``, so jointly at least ``1 − α``).
-    pruned_error : float
+        Breakdown point ``φ/(φ + ψ)``.
+    pruned_error : Interval
         Error rate of the kept examples, ``pψ/(pψ + (1 − p)φ)``.
+    margin : Interval
+        ``p* − p``: positive when the generator is below the breakdown point. The verdict reads it.
     level : float
         Confidence level of the intervals.
+    method : str
+        How the intervals were computed: percentile bootstrap (the default) or Wilson.
     """
 
     n: int
@@ -295,20 +298,27 @@ class VerifierQuality:
     psi: Interval
     kept_fraction: Interval
     p_star: Interval
-    pruned_error: float
+    pruned_error: Interval
+    margin: Interval
     level: float
+    method: str
 
     @property
     def verdict(self) -> str:
         """Whether the generator's error rate is clearly below or above the breakdown point."""
-        if self.p.upper < self.p_star.lower:
+        if self.margin.lower > 0:
             return "p < p*: the kept data are mostly correct — verification should let training on them improve"
-        if self.p.lower > self.p_star.upper:
+        if self.margin.upper < 0:
             return "p > p*: the kept data are mostly wrong — training on them will collapse however much is kept"
         return "p ≈ p*: the audit cannot tell on which side of the breakdown point the generator is; audit more examples"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "verdict": self.verdict}
+        """Plain data for JSON: undefined numbers (NaN) become None."""
+        def clean(value):
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            return None if isinstance(value, float) and not np.isfinite(value) else value
+        return clean({**asdict(self), "verdict": self.verdict})
 
 
 def wilson_interval(successes: int, trials: int, level: float) -> Interval:
@@ -322,8 +332,21 @@ def wilson_interval(successes: int, trials: int, level: float) -> Interval:
     return Interval(share, max(0.0, centre - half), min(1.0, centre + half))
 
 
-def verifier_quality(correct, kept, level: float = 0.95) -> VerifierQuality:
-    """Estimate ``p``, ``φ``, ``ψ`` and ``p*`` from audited examples.
+def _rates(cells: np.ndarray) -> dict[str, np.ndarray]:
+    """Every quantity of an audit from its cell counts ``(…, 4)``: correct & kept, correct &
+    dropped, wrong & kept, wrong & dropped. NaN where a quantity is undefined."""
+    ck, cd, wk, wd = np.moveaxis(np.asarray(cells, dtype=float), -1, 0)
+    n = ck + cd + wk + wd
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi, psi = ck / (ck + cd), wk / (wk + wd)
+        p = (wk + wd) / n
+        p_star = phi / (phi + psi)
+        return {"p": p, "phi": phi, "psi": psi, "kept_fraction": (ck + wk) / n, "p_star": p_star,
+                "pruned_error": wk / (ck + wk), "margin": p_star - p}
+
+
+def verifier_quality(correct, kept, level: float = 0.95, bootstrap: int = 2000, seed: int = 0) -> VerifierQuality:
+    """Estimate ``p``, ``φ``, ``ψ``, ``p*`` and the kept data's error from audited examples.
 
     Parameters
     ----------
@@ -333,34 +356,121 @@ def verifier_quality(correct, kept, level: float = 0.95) -> VerifierQuality:
         Whether the verifier kept it.
     level : float
         Confidence level of the intervals, in (0, 1).
+    bootstrap : int
+        Bootstrap resamples for percentile intervals (default 2000); 0 gives Wilson intervals
+        instead (``p*`` then from the φ and ψ intervals, each at level ``1 − α/2``).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    VerifierQuality
+
+    Notes
+    -----
+    A bootstrap resample of ``n`` audited examples is a multinomial draw of ``n`` over the four
+    cells (correct or wrong) × (kept or dropped) with the observed cell shares, so ``B``
+    resamples cost ``O(B)``, whatever ``n``. Resamples in which a quantity is undefined (no
+    wrong example to estimate ``ψ`` on) are left out of that quantity's interval. The verdict
+    reads the interval of ``p* − p`` from the same resamples, so it accounts for their
+    correlation. Percentile intervals are too narrow when a cell holds a handful of examples (a
+    count of 0 gives a zero-width interval); the Wilson intervals (``bootstrap=0``) are not.
     """
     correct, kept = np.asarray(correct, dtype=bool), np.asarray(kept, dtype=bool)
     if correct.shape != kept.shape or correct.ndim != 1:
         raise ValueError(f"correct and kept must be 1-D of the same length; got {correct.shape} and {kept.shape}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
-    n, n_correct = len(correct), int(correct.sum())
-    half = 1 - (1 - level) / 2  # φ and ψ each at 1 − α/2: their joint coverage is at least 1 − α
-    phi = wilson_interval(int((kept & correct).sum()), n_correct, half)
-    psi = wilson_interval(int((kept & ~correct).sum()), n - n_correct, half)
-    p = wilson_interval(n - n_correct, n, level)
-    nan = float("nan")
-    both = 0 < n_correct < n  # φ and ψ both estimable
-    p_star = Interval(
-        *(float(verification.breakdown_point(f, s)) for f, s in ((phi.estimate, psi.estimate), (phi.lower, psi.upper), (phi.upper, psi.lower)))
-    ) if both else Interval(nan, nan, nan)
-    pruned = float(verification.pruned_error_rate(p.estimate, phi.estimate, psi.estimate)) if both else nan
-    return VerifierQuality(n, n_correct, int(kept.sum()), p, phi, psi, wilson_interval(int(kept.sum()), n, level), p_star, pruned, level)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or not 0 <= bootstrap <= 1_000_000:
+        raise ValueError(f"bootstrap must be an integer in [0, 1000000]; got {bootstrap!r}")
+    cells = np.array([(correct & kept).sum(), (correct & ~kept).sum(), (~correct & kept).sum(), (~correct & ~kept).sum()])
+    n, n_correct = len(correct), int(cells[:2].sum())
+    estimate = {key: float(value) for key, value in _rates(cells).items()}
+    if bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        draws = _rates(rng.multinomial(n, cells / max(n, 1), size=bootstrap))  # each (B,)
+        alpha = 1 - level
+        intervals = {}
+        for key, value in estimate.items():
+            values = draws[key][np.isfinite(draws[key])]
+            if np.isnan(value) or len(values) == 0:
+                intervals[key] = Interval(value, float("nan"), float("nan"))
+            else:
+                lower, upper = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+                intervals[key] = Interval(value, float(lower), float(upper))
+        method = f"percentile bootstrap, {bootstrap} resamples, seed {seed}"
+    else:
+        half = 1 - (1 - level) / 2  # φ and ψ each at 1 − α/2: their joint coverage is at least 1 − α
+        phi = wilson_interval(int(cells[0]), n_correct, half)
+        psi = wilson_interval(int(cells[2]), n - n_correct, half)
+        p = wilson_interval(n - n_correct, n, level)
+        nan = float("nan")
+        both = 0 < n_correct < n  # φ and ψ both estimable
+        p_star = Interval(
+            *(float(verification.breakdown_point(f, s)) for f, s in ((phi.estimate, psi.estimate), (phi.lower, psi.upper), (phi.upper, psi.lower)))
+        ) if both else Interval(nan, nan, nan)
+        pruned = Interval(estimate["pruned_error"], nan, nan)
+        margin = Interval(estimate["margin"], p_star.lower - p.upper, p_star.upper - p.lower)
+        intervals = {"p": p, "phi": phi, "psi": psi, "kept_fraction": wilson_interval(int(cells[0] + cells[2]), n, level),
+                     "p_star": p_star, "pruned_error": pruned, "margin": margin}
+        method = "Wilson; p* from the joint φ, ψ intervals"
+    return VerifierQuality(n=n, n_correct=n_correct, n_kept=int(cells[0] + cells[2]), level=level, method=method, **intervals)
+
+
+def verifier_quality_figure(quality: VerifierQuality, title: str | None = None):
+    """The kept data's error ``p′`` against the generator's error ``p`` for the estimated ``(φ, ψ)``.
+
+    The band spans the curves of the pessimistic and optimistic ends of the intervals of φ and ψ;
+    the breakdown point ``p*`` (where ``p′ = 1/2``) is drawn with its interval, and the audited
+    generator's ``p`` with its interval. A pure function of ``quality``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
+    grid = np.linspace(0, 1, 201)
+
+    def curve(phi, psi):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return grid * psi / (grid * psi + (1 - grid) * phi)
+
+    phi, psi = quality.phi, quality.psi
+    ax.plot(grid, grid, color="0.6", lw=1, ls=":", label="no verifier (p′ = p)")
+    if np.isfinite(phi.estimate) and np.isfinite(psi.estimate):
+        ax.plot(grid, curve(phi.estimate, psi.estimate), color="#1f77b4", label=f"kept error p′ (φ={phi.estimate:.3g}, ψ={psi.estimate:.3g})")
+        if np.isfinite([phi.lower, phi.upper, psi.lower, psi.upper]).all():
+            ax.fill_between(grid, curve(phi.upper, psi.lower), curve(phi.lower, psi.upper), color="#1f77b4", alpha=0.2, lw=0)
+    ax.axhline(0.5, color="0.3", lw=0.8, ls="--")
+    star = quality.p_star
+    if np.isfinite(star.estimate):
+        ax.axvline(star.estimate, color="#d62728", lw=1.2, label=f"breakdown p* = {star.estimate:.3g}")
+        if np.isfinite([star.lower, star.upper]).all():
+            ax.axvspan(star.lower, star.upper, color="#d62728", alpha=0.12, lw=0)
+    p = quality.p
+    ax.axvline(p.estimate, color="#2ca02c", lw=1.2, label=f"audited generator p = {p.estimate:.3g}")
+    if np.isfinite([p.lower, p.upper]).all():
+        ax.axvspan(p.lower, p.upper, color="#2ca02c", alpha=0.12, lw=0)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="generator error p = P(label wrong)", ylabel="error of the kept data p′")
+    ax.set_title(title or f"verifier quality ({quality.n} audited; {quality.level:.0%} intervals)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.annotate("p′ = 1/2: kept labels carry no signal", (0.99, 0.51), ha="right", va="bottom", fontsize=7, color="0.3")
+    return fig
 
 
 _TRUE = {"1", "true", "yes", "y", "t", "keep", "kept", "correct"}
 _FALSE = {"0", "false", "no", "n", "f", "drop", "dropped", "wrong", "incorrect"}
 
 
-def _boolean_column(frame, column: str, path: Path) -> np.ndarray:
+def _column(frame, column: str, path: Path):
     if column not in frame.columns:
         raise ConfigError(f"{path}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
-    values = frame[column].astype(str).str.strip().str.lower()
+    return frame[column]
+
+
+def _boolean_column(frame, column: str, path: Path) -> np.ndarray:
+    values = _column(frame, column, path).astype(str).str.strip().str.lower()
     bad = ~values.isin(_TRUE | _FALSE)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -371,16 +481,56 @@ def _boolean_column(frame, column: str, path: Path) -> np.ndarray:
     return values.isin(_TRUE).to_numpy()
 
 
+def _numbers(frame, column: str, path: Path) -> np.ndarray:
+    import pandas as pd
+
+    text = _column(frame, column, path).str.strip()
+    values = pd.to_numeric(text, errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ConfigError(f"{path}: column {column!r} must hold numbers; row {row + 2} holds {frame[column].iloc[row]!r}")
+    return values.to_numpy(dtype=float)
+
+
+def _labels_match(frame, true: str, generated: str, path: Path) -> np.ndarray:
+    """Whether each generated label equals the true one: as numbers when both columns hold
+    numbers (so ``1`` matches ``1.0``), else as stripped text. Multi-class labels reduce to
+    correct vs wrong, Feng et al.'s symmetric reduction."""
+    import pandas as pd
+
+    a, b = _column(frame, true, path).str.strip(), _column(frame, generated, path).str.strip()
+    x, y = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
+    match = (x == y).to_numpy() if not (x.isna().any() or y.isna().any()) else (a == b).to_numpy()
+    if not match.any():
+        raise ConfigError(
+            f"{path}: labels never match: column {generated!r} never equals column {true!r} in {len(frame)} rows "
+            f"(e.g. {b.iloc[0]!r} vs {a.iloc[0]!r}); check that both use the same label format"
+        )
+    return match
+
+
 def verifier_quality_from_csv(
     path: str | Path,
+    true: str = "true",
+    generated: str = "generated",
     kept: str = "kept",
-    correct: str | None = "correct",
-    label: str | None = None,
-    truth: str | None = None,
+    correct: str | None = None,
+    score: str | None = None,
+    threshold: float | None = None,
     level: float = 0.95,
+    bootstrap: int = 2000,
+    seed: int = 0,
 ) -> VerifierQuality:
-    """:func:`verifier_quality` on a CSV file: a boolean ``kept`` column, and either a boolean
-    ``correct`` column or a ``label`` and a ``truth`` column compared for equality."""
+    """:func:`verifier_quality` on a CSV file with one audited synthetic example per row.
+
+    Correctness comes from a ``true`` and a ``generated`` label column compared for equality
+    (any number of classes), or from a boolean ``correct`` column (given by name, or used when
+    the file has no ``true``/``generated`` columns but has ``correct``). The verifier's verdict
+    comes from a boolean ``kept`` column, or from a numeric ``score`` column and ``threshold``
+    (kept when ``score ≥ threshold``). Every malformed file raises :class:`ConfigError` with one
+    line naming the file and the problem.
+    """
     import pandas as pd
 
     path = Path(path)
@@ -388,17 +538,17 @@ def verifier_quality_from_csv(
         raise ConfigError(f"{path}: no such file")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{path}: empty file (expected a header row and one row per audited example)") from None
     except Exception as error:
-        raise ConfigError(f"{path}: not a readable CSV file ({error})") from None
+        raise ConfigError(f"{path}: not a readable CSV file ({str(error).splitlines()[0]})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
         raise ConfigError(f"{path}: no rows")
-    if label is not None or truth is not None:
-        if label is None or truth is None:
-            raise ConfigError("--label and --truth go together: give both, or a --correct column")
-        for column in (label, truth):
-            if column not in frame.columns:
-                raise ConfigError(f"{path}: no column {column!r}; columns: {', '.join(map(str, frame.columns))}")
-        is_correct = (frame[label].str.strip() == frame[truth].str.strip()).to_numpy()
-    else:
-        is_correct = _boolean_column(frame, correct, path)
-    return verifier_quality(is_correct, _boolean_column(frame, kept, path), level)
+    if (score is None) != (threshold is None):
+        raise ConfigError("--score and --threshold go together: give both, or a --kept column")
+    if correct is None and not {true, generated} <= set(frame.columns) and "correct" in frame.columns:
+        correct = "correct"
+    is_correct = _boolean_column(frame, correct, path) if correct is not None else _labels_match(frame, true, generated, path)
+    is_kept = _numbers(frame, score, path) >= threshold if score is not None else _boolean_column(frame, kept, path)
+    return verifier_quality(is_correct, is_kept, level, bootstrap, seed)
