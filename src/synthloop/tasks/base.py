@@ -119,6 +119,15 @@ class Task(ABC):
     def has_candidates(self) -> bool:
         return type(self).synthesize_candidates is not Task.synthesize_candidates
 
+    @property
+    def curve_labels(self) -> tuple[str, str]:
+        """x and y axis labels of curves measured inside a generation (metrics named ``"<series>@<x>"``)."""
+        return "x", "value"
+
+    def curve_marks(self) -> dict[str, float]:
+        """An x value to mark per series of those curves (e.g. a breakdown point); none by default."""
+        return {}
+
     def label_distance(self, data: Any, real: Any) -> np.ndarray | None:
         """How far each synthetic label is from the truth, (R, n) — what the oracle picks the
         closest candidate by; None (the default) where correctness is all there is."""
