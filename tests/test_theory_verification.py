@@ -277,3 +277,12 @@ def test_value_errors(call, match):
 def test_docstring_examples():
     result = doctest.testmod(th, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_asymptotic_accuracy_boundary_is_up_to_rounding():
+    """p = p* computed in floating point (0.75 for (0.9, 0.3)) is the boundary, not a side of it."""
+    from synthloop.theory.verification import asymptotic_accuracy, breakdown_point
+
+    assert np.isnan(asymptotic_accuracy(0.75, 0.9, 0.3))
+    assert np.isnan(asymptotic_accuracy(breakdown_point(0.7, 0.2), 0.7, 0.2))
+    np.testing.assert_array_equal(asymptotic_accuracy([0.75 - 1e-9, 0.75 + 1e-9], 0.9, 0.3), [1.0, 0.0])
