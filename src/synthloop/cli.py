@@ -145,10 +145,26 @@ def theory_command(
     sigma0: Annotated[Optional[float], typer.Option(help="label noise on synthetic labels")] = None,
     design: Annotated[Optional[str], typer.Option(help="fixed or random")] = None,
     set_: SetOption = None,
+    theta_gen: Annotated[Optional[float], typer.Option(help="verification: generator angle to w* (radians)")] = None,
+    theta_prune: Annotated[Optional[float], typer.Option(help="verification: pruner angle to w* (radians)")] = None,
+    theta: Annotated[Optional[float], typer.Option(help="verification: angle between generator and pruner (default |θ_gen − θ_prune|)")] = None,
+    tau: Annotated[float, typer.Option(help="verification: class mean τ of the mixture x | y ~ N(yτw*, I/d)")] = 0.15,
+    p: Annotated[Optional[float], typer.Option("--p", help="verification: generator error p (with --phi, --psi instead of angles)")] = None,
+    phi: Annotated[Optional[float], typer.Option(help="verification: P(keep | correct)")] = None,
+    psi: Annotated[Optional[float], typer.Option(help="verification: P(keep | wrong)")] = None,
 ):
-    """Print a theory curve as a table, e.g. `synthloop theory regression --d 10 --T 100 --workflow replace`."""
+    """Print a theory curve as a table, e.g. `synthloop theory regression --d 10 --T 100 --workflow replace`;
+    `synthloop theory verification --theta-gen 0.8 --theta-prune 0.3` prints φ, ψ, p* and the verdict."""
     from . import api
     from .experiment import Experiment
+
+    verification_options = {"--theta-gen": theta_gen, "--theta-prune": theta_prune, "--theta": theta, "--p": p, "--phi": phi, "--psi": psi}
+    if task == "verification":
+        _theory_verification(theta_gen, theta_prune, theta, tau, 100 if d is None else d, p, phi, psi)
+        return
+    given = [name for name, value in verification_options.items() if value is not None]
+    if given:
+        _fail(ConfigError(f"{given[0]} applies to `synthloop theory verification`, not to task {task!r}"))
 
     params = {k: v for k, v in {"d": d, "T": T, "T0": T0, "sigma": sigma, "sigma0": sigma0, "design": design}.items() if v is not None}
     try:
@@ -170,6 +186,63 @@ def theory_command(
     for g, row in wide.iterrows():
         table.add_row(str(g), *(f"{v:.6g}" for v in row))
     console.print(table)
+
+
+def _theory_verification(theta_gen, theta_prune, theta, tau, d, p, phi, psi) -> None:
+    """φ, ψ, p and p* of a supervised pruner (angles) or a parametrized one (p, φ, ψ), and the verdict."""
+    import numpy as np
+
+    from .theory import verification
+
+    try:
+        angles = {"--theta-gen": theta_gen, "--theta-prune": theta_prune, "--theta": theta}
+        rates = {"--p": p, "--phi": phi, "--psi": psi}
+        if any(v is not None for v in angles.values()) == any(v is not None for v in rates.values()):
+            raise ConfigError("give either --theta-gen and --theta-prune (a supervised pruner in the mixture) or --p, --phi and --psi")
+        for name, value in {**angles, **rates}.items():
+            if value is not None and not np.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number; got {value}")
+        if any(v is not None for v in angles.values()):
+            missing = [name for name in ("--theta-gen", "--theta-prune") if angles[name] is None]
+            if missing:
+                raise ConfigError(f"{missing[0]} is required with the angles of a supervised pruner")
+            if not tau > 0 or d < 1:
+                raise ConfigError(f"--tau must be > 0 and --d ≥ 1; got tau={tau}, d={d}")
+            mu_norm = tau / np.sqrt(1 + tau**2)  # the mixture task's model, in synthloop.theory's parametrization
+            try:
+                rates_ = verification.supervised_pruner_rates(theta_gen, theta_prune, mu_norm, d, theta)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            p, phi, psi = float(rates_.p), float(rates_.phi), float(rates_.psi)
+            model = (f"mixture d={d}, τ={tau:g}: generator at θ_gen={theta_gen:.4g}, pruner at θ_prune={theta_prune:.4g}, "
+                     f"θ={abs(theta_gen - theta_prune) if theta is None else theta:.4g} between them; labels sign(xᵀw_gen)")
+        else:
+            missing = [name for name, value in rates.items() if value is None]
+            if missing:
+                raise ConfigError(f"{missing[0]} is required with --p, --phi and --psi")
+            for name, value in rates.items():
+                if not 0 <= value <= 1:
+                    raise ConfigError(f"{name} must be a probability in [0, 1]; got {value}")
+            model = f"parametrized pruner: generator error p={p:g}, keeps a correct label w.p. φ={phi:g}, a wrong one w.p. ψ={psi:g}"
+    except ConfigError as error:
+        _fail(error)
+    star = float(verification.breakdown_point(phi, psi))
+    rows = [("generator error p = P(y′ ≠ y)", p), ("φ = P(keep | correct)", phi), ("ψ = P(keep | wrong)", psi),
+            ("kept fraction (1 − p)φ + pψ", float(verification.kept_fraction(p, phi, psi))),
+            ("error of the kept data p′", float(verification.pruned_error_rate(p, phi, psi))), ("breakdown point p* = φ/(φ+ψ)", star)]
+    table = Table(title="verification theory (Feng et al. 2024)", caption=model)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
+    regime = float(verification.asymptotic_accuracy(p, phi, psi)) if np.isfinite(star) else float("nan")
+    if regime == 1.0:
+        console.print("p < p*: training on the curated data is predicted to recover the truth as the data grow, beating the generator (accuracy → 100% in the paper's limit)")
+    elif regime == 0.0:
+        console.print("p > p*: the curated data are mostly wrong — training on them is predicted to collapse (accuracy → 0% in the paper's limit)")
+    else:
+        console.print("p = p* (or nothing is kept): the theory makes no prediction")
 
 
 @app.command("verifier-quality")
