@@ -122,7 +122,10 @@ class Run:
     def table(self, metric: str | None = None):
         """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
         metric = metric or self.metric
-        labels = self.experiment.build_task().metric_labels
+        task = self.experiment.build_task()
+        labels = task.metric_labels
+        if metric == self.metric and len(report.curve_points(self.metrics)):
+            return report.curve_table(self.metrics, self.theory, xlabel=task.curve_labels[0].split(":")[0], title=f"{self.experiment.name}: {task.curve_labels[1]}")
         return report.table(self.metrics, self.theory, metric=metric, title=f"{self.experiment.name}: {labels.get(metric, metric)}")
 
     def summary(self) -> dict:

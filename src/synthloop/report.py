@@ -193,3 +193,36 @@ def curve_figure(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, x
         fig.text(0.01, 0.0, "\n".join(textwrap.fill(line, 150) for line in caption.splitlines()), fontsize=8, va="top")
     fig.tight_layout()
     return fig
+
+
+def curve_table(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, xlabel: str = "n", title: str = ""):
+    """A rich table of the curves of :func:`curve_figure`: one row per ``n``, per series the mean
+    ± 95% CI over replicates (and the theory value where there is one)."""
+    from rich import box
+    from rich.table import Table
+
+    points = curve_points(metrics).dropna(subset=["value"])
+    predicted = curve_points(theory) if theory is not None and len(theory) else None
+    out = Table(title=title or None, box=box.SIMPLE_HEAD)
+    out.add_column(xlabel, justify="right")
+    series = list(pd.unique(points["series"]))
+    grouped = points.groupby(["series", "n"])["value"]
+    stats_ = grouped.agg(mean="mean", std="std", count="count")
+    for name in series:
+        out.add_column(f"{name}\n(± 95% CI)", justify="right")
+        if predicted is not None and (predicted["series"] == name).any():
+            out.add_column("theory", justify="right", style="dim")
+    for n in sorted(pd.unique(points["n"])):
+        row = [f"{n:g}"]
+        for name in series:
+            if (name, n) in stats_.index:
+                m = stats_.loc[(name, n)]
+                half = stats.t.ppf(0.975, max(m["count"] - 1, 1)) * m["std"] / np.sqrt(m["count"]) if m["count"] > 1 else np.nan
+                row.append(f"{m['mean']:.4g}" + ("" if np.isnan(half) else f"±{half:.2g}"))
+            else:
+                row.append("")
+            if predicted is not None and (predicted["series"] == name).any():
+                value = predicted[(predicted["series"] == name) & (predicted["n"] == n)]["value"]
+                row.append("—" if value.empty or np.isnan(value.iloc[0]) else f"{value.iloc[0]:.4g}")
+        out.add_row(*row)
+    return out
