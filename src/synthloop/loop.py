@@ -6,8 +6,8 @@
     model = task.fit(pool through workflow.compose(...))
     for g in 1..G:
         inputs = task.sample_inputs(real, n_g)             # fresh x, the fixed design, or None
-        data   = task.synthesize(model, inputs, n_g)       # n_g = workflow.synthetic_size(g, n); k candidates
-        data   = task.take_rows(data, verifier.select(...))  # per input under label selection; optional
+        data   = task.synthesize(model, inputs, n_g)       # n_g = workflow.synthetic_size(g, n)
+        data   = task.take_rows(data, verifier.select(...))  # optional: keep a share, by score
         pool.add(data, generation=g)
         model  = task.fit(pool through workflow.compose(pool.sizes, g))
         record(g, task.evaluate(model), verification, cost, lineage)

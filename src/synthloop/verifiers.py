@@ -81,9 +81,6 @@ class Candidates:
         return np.asarray(self.task.confidence(self.model, self.data), dtype=float)
 
 
-SELECTIONS = ("top", "threshold", "best-of-k", "all")
-
-
 class Verifier(StrictModel, ABC):
     """Scores synthetic rows; ``selection`` decides which of them are kept (see the module docstring)."""
 
