@@ -133,6 +133,8 @@ def test_accumulate_mixes_real_and_synthetic_rows():
         ({"curve_flip_rates": [0.5, 0.2]}, r"^task.curve_flip_rates must be a non-empty increasing list of probabilities; got \[0.5, 0.2\]$"),
         ({"curve_flip_rates": [1.5]}, r"^task.curve_flip_rates\[0\] must be a number in \[0, 1\]; got 1.5$"),
         ({"curve_flip_rates": [0.5], "curve_rlhf": [[0, 0]]}, r"^task.curve_rlhf must not hold \(0, 0\): that pruner keeps nothing$"),
+        ({"curve_generator_angles": [2.0, 1.0]}, r"^task.curve_generator_angles must be a non-empty increasing list of angles; got \[2.0, 1.0\]$"),
+        ({"curve_sizes": [10], "curve_flip_rates": [0.5]}, r"^task.curve_sizes cannot be combined with curve_flip_rates or curve_generator_angles"),
     ],
 )
 def test_config_errors(task, message):
@@ -201,3 +203,21 @@ def test_simulated_transition_sits_at_the_predicted_breakdown_point(N):
     assert np.isnan(theory[(f"φ=0.9, ψ=0.3@{star:g}", 1)])  # the statement does not cover p = p*
     assert set(run.theory["kind"]) == {"asymptotic"}
     assert MixtureTask(run.experiment.task).curve_marks() == {"φ=0.9, ψ=0.3": pytest.approx(0.75)}
+
+
+def test_supervised_pruner_transition_sits_where_p_meets_its_breakdown_point():
+    """Figure 5: a generator at angle θ_gen labels sign(xᵀw_gen), a coplanar pruner keeps the labels
+    it agrees with. The measured accuracy crosses 1/2 where p(θ_gen) = p*(θ_gen) from the
+    Appendix D.6 rates (within 0.01 in p), though its errors depend on x."""
+    angles = [0.9, 2.0, 2.6, 2.85, 2.95, 3.0, 3.05, 3.1, 3.14]
+    run = synthloop.run(mixture(**{"task.tau": 0.5, "task.T0": 5000, "task.curve_generator_angles": angles, "replicates": 10}))
+    task = MixtureTask(run.experiment.task)
+    p = task._generator_errors()
+    for name, mark in task.curve_marks().items():
+        accuracy = np.array([mean_and_sem(run, "replace", metric=f"{name}@{value:.6g}")[0][-1] for value in p])
+        assert accuracy[0] > 0.95 and accuracy[-1] < 0.5
+        i = np.flatnonzero((accuracy[:-1] >= 0.5) & (accuracy[1:] < 0.5))[0]
+        crossing = p[i] + (p[i + 1] - p[i]) * (accuracy[i] - 0.5) / (accuracy[i] - accuracy[i + 1])
+        assert abs(crossing - mark) < 0.01, (name, crossing, mark)
+    theory = run.theory[run.theory["generation"] == 1]
+    assert set(theory["kind"]) == {"asymptotic"} and len(theory) == 2 * len(angles)

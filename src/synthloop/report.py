@@ -151,7 +151,8 @@ def curve_figure(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, x
     colour per series, mean over replicates with a 95% band; a series named ``clean`` (the
     baseline) is drawn black and dashed. Theory for the same names is drawn in the series'
     colour in its kind's line style; ``marks`` (series → x, e.g. a breakdown point) are vertical
-    dotted lines. ``n`` is log-scaled when it spans more than a factor of 20. Replicates where a
+    dotted lines. ``n`` is log-scaled when it is at least 1 and spans more than a factor of 20 (sizes,
+not probabilities). Replicates where a
     point is undefined (NaN) are left out of that point; a point with no replicate is not drawn."""
     import matplotlib
 
@@ -180,8 +181,8 @@ def curve_figure(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, x
                     ax.plot(line["n"], line["value"], color=color, lw=1.2, ls=THEORY_STYLE.get(kind, "--"), label=f"{series} theory ({kind})")
             if marks and series in marks and np.isfinite(marks[series]):
                 ax.axvline(marks[series], color=color, lw=1, ls=":", label=f"{series}: p* = {marks[series]:.3g}")
-        spread = rows["n"][rows["n"] > 0]
-        log = len(spread) and spread.max() / spread.min() > 20
+        counts = rows["n"]
+        log = bool(len(counts)) and counts.min() >= 1 and counts.max() / counts.min() > 20
         ax.set(xscale="log" if log else "linear", xlabel=xlabel, ylabel=ylabel)
         if len(workflows) > 1:
             ax.set_title(workflow, fontsize=10)
