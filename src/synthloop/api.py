@@ -32,7 +32,7 @@ def theory_frame(experiment: Experiment) -> tuple[pd.DataFrame, dict[str, str]]:
     for workflow in experiment.workflows:
         if experiment.verifier is not None:
             # Every theory curve here assumes all synthetic rows enter the pool.
-            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.name}, keep={experiment.verifier.keep:g})"
+            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.describe()})"
             continue
         predicted = task.theory(workflow, experiment.generations)
         if predicted.note:
@@ -89,7 +89,7 @@ class Run:
         for workflow, note in self.theory_notes.items():
             by_note.setdefault(note, []).append(workflow)
         notes = "; ".join(f"{', '.join(workflows)}: {note}" for note, workflows in by_note.items())
-        verifier = "" if e.verifier is None else f"; verifier {e.verifier.name} keeping {e.verifier.keep:.0%} of each generation's rows"
+        verifier = "" if e.verifier is None else f"; verifier {e.verifier.describe()}"
         return (
             f"{e.build_task().describe()}{verifier} — {e.replicates} replicates, seed {e.seed}; "
             "band: 95% CI of the mean over replicates; dashed: theory, dotted: bound"
@@ -103,7 +103,12 @@ class Run:
     def figure(self, metric: str | None = None, scale: str | None = None):
         """The metric vs generation figure (matplotlib Figure); ``scale`` is both, linear or log."""
         metric = metric or self.metric
-        labels = self.experiment.build_task().metric_labels
+        task = self.experiment.build_task()
+        labels = task.metric_labels
+        if metric == self.metric and len(report.curve_points(self.metrics)):
+            # Curves measured inside a generation (metrics named "<series>@<n>") are what the run is for.
+            return report.curve_figure(self.metrics, self.theory, xlabel=task.curve_labels[0], ylabel=task.curve_labels[1], marks=task.curve_marks(),
+                                       title=self.experiment.description or self.experiment.name, caption=self.caption())
         return report.figure(
             self.metrics,
             self.theory,
@@ -117,7 +122,10 @@ class Run:
     def table(self, metric: str | None = None):
         """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
         metric = metric or self.metric
-        labels = self.experiment.build_task().metric_labels
+        task = self.experiment.build_task()
+        labels = task.metric_labels
+        if metric == self.metric and len(report.curve_points(self.metrics)):
+            return report.curve_table(self.metrics, self.theory, xlabel=task.curve_labels[0].split(":")[0], title=f"{self.experiment.name}: {task.curve_labels[1]}")
         return report.table(self.metrics, self.theory, metric=metric, title=f"{self.experiment.name}: {labels.get(metric, metric)}")
 
     def summary(self) -> dict:

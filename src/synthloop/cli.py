@@ -271,10 +271,26 @@ def theory_command(
     sigma0: Annotated[Optional[float], typer.Option(help="label noise on synthetic labels")] = None,
     design: Annotated[Optional[str], typer.Option(help="fixed or random")] = None,
     set_: SetOption = None,
+    theta_gen: Annotated[Optional[float], typer.Option(help="verification: generator angle to w* (radians)")] = None,
+    theta_prune: Annotated[Optional[float], typer.Option(help="verification: pruner angle to w* (radians)")] = None,
+    theta: Annotated[Optional[float], typer.Option(help="verification: angle between generator and pruner (default |θ_gen − θ_prune|)")] = None,
+    tau: Annotated[float, typer.Option(help="verification: class mean τ of the mixture x | y ~ N(yτw*, I/d)")] = 0.15,
+    p: Annotated[Optional[float], typer.Option("--p", help="verification: generator error p (with --phi, --psi instead of angles)")] = None,
+    phi: Annotated[Optional[float], typer.Option(help="verification: P(keep | correct)")] = None,
+    psi: Annotated[Optional[float], typer.Option(help="verification: P(keep | wrong)")] = None,
 ):
-    """Print a theory curve as a table, e.g. `synthloop theory regression --d 10 --T 100 --workflow replace`."""
+    """Print a theory curve as a table, e.g. `synthloop theory regression --d 10 --T 100 --workflow replace`;
+    `synthloop theory verification --theta-gen 0.8 --theta-prune 0.3` prints φ, ψ, p* and the verdict."""
     from . import api
     from .experiment import Experiment
+
+    verification_options = {"--theta-gen": theta_gen, "--theta-prune": theta_prune, "--theta": theta, "--p": p, "--phi": phi, "--psi": psi}
+    if task == "verification":
+        _theory_verification(theta_gen, theta_prune, theta, tau, 100 if d is None else d, p, phi, psi)
+        return
+    given = [name for name, value in verification_options.items() if value is not None]
+    if given:
+        _fail(ConfigError(f"{given[0]} applies to `synthloop theory verification`, not to task {task!r}"))
 
     params = {k: v for k, v in {"d": d, "T": T, "T0": T0, "sigma": sigma, "sigma0": sigma0, "design": design}.items() if v is not None}
     try:
@@ -298,31 +314,107 @@ def theory_command(
     console.print(table)
 
 
+def _theory_verification(theta_gen, theta_prune, theta, tau, d, p, phi, psi) -> None:
+    """φ, ψ, p and p* of a supervised pruner (angles) or a parametrized one (p, φ, ψ), and the verdict."""
+    import numpy as np
+
+    from .theory import verification
+
+    try:
+        angles = {"--theta-gen": theta_gen, "--theta-prune": theta_prune, "--theta": theta}
+        rates = {"--p": p, "--phi": phi, "--psi": psi}
+        if any(v is not None for v in angles.values()) == any(v is not None for v in rates.values()):
+            raise ConfigError("give either --theta-gen and --theta-prune (a supervised pruner in the mixture) or --p, --phi and --psi")
+        for name, value in {**angles, **rates}.items():
+            if value is not None and not np.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number; got {value}")
+        if any(v is not None for v in angles.values()):
+            missing = [name for name in ("--theta-gen", "--theta-prune") if angles[name] is None]
+            if missing:
+                raise ConfigError(f"{missing[0]} is required with the angles of a supervised pruner")
+            if not tau > 0 or d < 1:
+                raise ConfigError(f"--tau must be > 0 and --d ≥ 1; got tau={tau}, d={d}")
+            mu_norm = tau / np.sqrt(1 + tau**2)  # the mixture task's model, in synthloop.theory's parametrization
+            try:
+                rates_ = verification.supervised_pruner_rates(theta_gen, theta_prune, mu_norm, d, theta)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            p, phi, psi = float(rates_.p), float(rates_.phi), float(rates_.psi)
+            model = (f"mixture d={d}, τ={tau:g}: generator at θ_gen={theta_gen:.4g}, pruner at θ_prune={theta_prune:.4g}, "
+                     f"θ={abs(theta_gen - theta_prune) if theta is None else theta:.4g} between them; labels sign(xᵀw_gen)")
+        else:
+            missing = [name for name, value in rates.items() if value is None]
+            if missing:
+                raise ConfigError(f"{missing[0]} is required with --p, --phi and --psi")
+            for name, value in rates.items():
+                if not 0 <= value <= 1:
+                    raise ConfigError(f"{name} must be a probability in [0, 1]; got {value}")
+            model = f"parametrized pruner: generator error p={p:g}, keeps a correct label w.p. φ={phi:g}, a wrong one w.p. ψ={psi:g}"
+    except ConfigError as error:
+        _fail(error)
+    star = float(verification.breakdown_point(phi, psi))
+    rows = [("generator error p = P(y′ ≠ y)", p), ("φ = P(keep | correct)", phi), ("ψ = P(keep | wrong)", psi),
+            ("kept fraction (1 − p)φ + pψ", float(verification.kept_fraction(p, phi, psi))),
+            ("error of the kept data p′", float(verification.pruned_error_rate(p, phi, psi))), ("breakdown point p* = φ/(φ+ψ)", star)]
+    table = Table(title="verification theory (Feng et al. 2024)", caption=model)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
+    regime = float(verification.asymptotic_accuracy(p, phi, psi)) if np.isfinite(star) else float("nan")
+    if regime == 1.0:
+        console.print("p < p*: training on the curated data is predicted to recover the truth as the data grow, beating the generator (accuracy → 100% in the paper's limit)")
+    elif regime == 0.0:
+        console.print("p > p*: the curated data are mostly wrong — training on them is predicted to collapse (accuracy → 0% in the paper's limit)")
+    else:
+        console.print("p = p* (or nothing is kept): the theory makes no prediction")
+
+
 @app.command("verifier-quality")
 def verifier_quality_command(
     csv: Annotated[Path, typer.Argument(help="CSV file: one audited synthetic example per row")],
+    true: Annotated[str, typer.Option("--true", help="column of true labels")] = "true",
+    generated: Annotated[str, typer.Option(help="column of the generator's labels (compared with --true; any number of classes)")] = "generated",
     kept: Annotated[str, typer.Option(help="boolean column: did the verifier keep the example")] = "kept",
-    correct: Annotated[str, typer.Option(help="boolean column: is the synthetic label correct")] = "correct",
-    label: Annotated[Optional[str], typer.Option(help="column of synthetic labels (with --truth, instead of --correct)")] = None,
-    truth: Annotated[Optional[str], typer.Option(help="column of true labels (with --label)")] = None,
+    correct: Annotated[Optional[str], typer.Option(help="boolean column: is the label correct (instead of --true/--generated)")] = None,
+    score: Annotated[Optional[str], typer.Option(help="numeric column of verifier scores (with --threshold, instead of --kept)")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="keep examples whose --score is at least this")] = None,
     level: Annotated[float, typer.Option(help="confidence level")] = 0.95,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the intervals (0: Wilson intervals)")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
+    figure: Annotated[Optional[Path], typer.Option(help="write a figure (PNG/SVG/PDF): kept error p′ against p, with p* and p")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ):
-    """How good is a verifier? φ, ψ, the breakdown point p* and the generator's error p (Feng et al. 2024)."""
+    """How good is a verifier? p, φ, ψ and the breakdown point p* with confidence intervals (Feng et al. 2024)."""
     import json
 
-    from .verifiers import verifier_quality_from_csv
+    from .verifiers import verifier_quality_figure, verifier_quality_from_csv
 
     try:
         if not 0 < level < 1:
             raise ConfigError(f"--level must be a number in (0, 1); got {level}")
-        quality = verifier_quality_from_csv(csv, kept=kept, correct=correct, label=label, truth=truth, level=level)
+        if not 0 <= bootstrap <= 1_000_000:
+            raise ConfigError(f"--bootstrap must be an integer in [0, 1000000]; got {bootstrap}")
+        if seed < 0:
+            raise ConfigError(f"--seed must be an integer ≥ 0; got {seed}")
+        if figure is not None and figure.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ConfigError(f"--figure must end in .png, .svg or .pdf; got {str(figure)!r}")
+        quality = verifier_quality_from_csv(csv, true=true, generated=generated, kept=kept, correct=correct, score=score,
+                                            threshold=threshold, level=level, bootstrap=bootstrap, seed=seed)
     except ConfigError as error:
         _fail(error)
+    if figure is not None:
+        import matplotlib.pyplot as plt
+
+        fig = verifier_quality_figure(quality, title=f"verifier quality — {csv.name} ({quality.n} audited, {quality.level:.0%} intervals)")
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(figure, dpi=150)
+        plt.close(fig)
     if json_out:
-        print(json.dumps(quality.to_dict(), indent=2))
+        print(json.dumps(quality.to_dict(), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"verifier quality — {csv} ({quality.n} audited examples)", caption=f"intervals: {quality.level:.0%} (Wilson; p* from the joint φ, ψ intervals)")
+    table = Table(title=f"verifier quality — {csv} ({quality.n} audited examples)", caption=f"intervals: {quality.level:.0%} ({quality.method})")
     table.add_column("quantity")
     table.add_column("estimate", justify="right")
     table.add_column("interval", justify="right")
@@ -332,12 +424,16 @@ def verifier_quality_command(
         ("ψ = P(keep | wrong)", quality.psi),
         ("kept fraction", quality.kept_fraction),
         ("breakdown point p* = φ/(φ+ψ)", quality.p_star),
+        ("error of the kept data p′", quality.pruned_error),
+        ("margin p* − p", quality.margin),
     ]
     for name, value in rows:
-        table.add_row(name, f"{value.estimate:.4g}", f"[{value.lower:.4g}, {value.upper:.4g}]")
-    table.add_row("error of the kept data p′", f"{quality.pruned_error:.4g}", "")
+        interval = "" if value.lower != value.lower else f"[{value.lower:.4g}, {value.upper:.4g}]"
+        table.add_row(name, f"{value.estimate:.4g}", interval)
     console.print(table)
     console.print(quality.verdict)
+    if figure is not None:
+        console.print(f"figure: [bold]{figure}[/]")
 
 
 @app.command("sweep")

@@ -104,7 +104,9 @@ class Experiment(StrictModel):
                 raise ValueError(f"verifier.name 'model' needs a judge model, which task {self.task.name!r} does not define")
             if self.verifier.needs_confidence and not task.has_confidence:
                 raise ValueError(f"verifier.name 'self' needs the model's confidence, which task {self.task.name!r} does not define")
-            kept_size = max(1, round(self.verifier.keep * task.synthetic_size))
+            if self.verifier.candidates > 1 and not task.has_candidates:
+                raise ValueError(f"verifier.selection 'best-of-k' needs several candidate labels per input, which task {self.task.name!r} does not synthesize")
+            kept_size = self.verifier.kept_size(task.synthetic_size)
         for i, workflow in enumerate(self.workflows):
             problem = workflow.size_problem(task.real_size, kept_size)
             if problem:

@@ -30,7 +30,7 @@ import numpy as np
 from . import seeding
 from .pool import Pool, Source, TrainingSet
 from .tasks.base import Task
-from .verifiers import Candidates, Verifier, verification_metrics
+from .verifiers import Candidates, Verifier, selection_metrics, verification_metrics
 from .workflows import Workflow
 
 log = logging.getLogger(__name__)
@@ -86,18 +86,21 @@ def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> t
     return model, training.composition()
 
 
-def _verify(task: Task, verifier: Verifier | None, model, data, real, n: int, rngs) -> tuple[Any, int, dict]:
-    """The kept rows, their count, and the verification metrics (empty without a verifier)."""
+def _verify(task: Task, verifier: Verifier | None, model, inputs, real, n: int, rngs) -> tuple[Any, int, dict]:
+    """Synthesize the generation's rows and keep what the verifier selects: the kept rows, their
+    count, and the verification metrics (empty without a verifier)."""
     if verifier is None:
-        return data, n, {}
-    correct = task.correct(data, real) if task.knows_truth else None  # (R, n)
-    candidates = Candidates(task, model, data, real, rngs, n, correct)
+        return task.synthesize(model, inputs, n, rngs), n, {}
+    k = verifier.candidates
+    data = task.synthesize(model, inputs, n, rngs) if k == 1 else task.synthesize_candidates(model, inputs, n, k, rngs)
+    correct = task.correct(data, real) if task.knows_truth else None  # (R, n·k)
+    candidates = Candidates(task, model, data, real, rngs, n * k, correct, k)
     index = verifier.select(verifier.score(candidates), rngs)  # (R, m)
-    metrics = {}
+    kept = np.zeros((index.shape[0], n * k), dtype=bool)
+    np.put_along_axis(kept, index, True, axis=1)
+    metrics = selection_metrics(kept, k)
     if correct is not None:
-        kept = np.zeros(correct.shape, dtype=bool)
-        np.put_along_axis(kept, index, True, axis=1)
-        metrics = verification_metrics(correct, kept)
+        metrics.update(verification_metrics(correct, kept))
     return task.take_rows(data, index), index.shape[1], metrics
 
 
@@ -149,8 +152,7 @@ def run_loop(
         start = time.perf_counter()
         n = workflow.synthetic_size(g, task.synthetic_size)
         inputs = task.sample_inputs(real, n, rngs)
-        data = task.synthesize(model, inputs, n, rngs)
-        data, kept, verified = _verify(task, verifier, model, data, real, n, rngs)
+        data, kept, verified = _verify(task, verifier, model, inputs, real, n, rngs)
         pool.add(Source(g, data, kept, task.statistics(data)))
         model, composition = _fit(task, workflow, pool, g, rngs)
         record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition)

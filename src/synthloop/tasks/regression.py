@@ -197,9 +197,15 @@ class RegressionTask(Task):
         y = self._labels(inputs, model.coef_, self.config.synthetic_sigma, rngs)
         return RegressionData(y=y, x=None if self.config.design == "fixed" else inputs)
 
+    def synthesize_candidates(self, model: LinearModel, inputs: np.ndarray, n: int, k: int, rngs) -> RegressionData:
+        """``k`` independent noisy labels ``xᵀŵ + σ0·ε`` for every input (random design)."""
+        return self.synthesize(model, np.repeat(inputs, k, axis=1), n * k, rngs)
+
+    def label_distance(self, data: RegressionData, real: RealRegressionData) -> np.ndarray:
+        return np.abs(data.y - np.einsum("rnd,rd->rn", data.x, real.w_star))
+
     def correct(self, data: RegressionData, real: RealRegressionData) -> np.ndarray:
-        truth = np.einsum("rnd,rd->rn", data.x, real.w_star)
-        return np.abs(data.y - truth) <= self.config.label_tolerance
+        return self.label_distance(data, real) <= self.config.label_tolerance
 
     def verification_problem(self):
         if self.config.design == "fixed":
