@@ -22,6 +22,7 @@ from synthloop import ConfigError
 from synthloop.cli import app
 from synthloop.experiment import list_presets, load_experiment
 from synthloop.store import StoreError, read_pickle
+from synthloop.sweep import sweep
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SMALL = {"task.d": 4, "task.T": 20, "generations": 4, "replicates": 5}
@@ -175,5 +176,197 @@ def test_disk_full_keeps_finished_generations_and_names_the_file(tmp_path, monke
     leftovers = [p.name for p in (tmp_path / "run").rglob("*.tmp")]
     assert leftovers == []
     assert synthloop.load(tmp_path / "run").metrics["generation"].max() == 2
+    stray = tmp_path / "run" / "checkpoints" / "replace" / ".state.pkl.x1y2.tmp"
+    stray.write_bytes(b"half")  # as a process killed mid-write leaves it
     resumed = synthloop.run(small(generations=4), out=tmp_path / "run")
+    assert not stray.exists()
     pd.testing.assert_frame_equal(resumed.metrics, synthloop.run(small(generations=4)).metrics)
+
+
+# --- divergence and guards -------------------------------------------------------------------
+
+EXPLODING = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthloop import Task, TaskConfig, Theory
+
+
+class ExplodingConfig(TaskConfig):
+    name: str = "exploding.py:Exploding"
+    factor: float = 1e150
+
+
+@dataclass
+class Values:
+    values: np.ndarray  # (R, n)
+
+
+@dataclass
+class Mean:
+    m_: np.ndarray  # (R,)
+
+
+class Exploding(Task):
+    """Each generation's estimate is the last one times ``factor``: it overflows to inf."""
+
+    Config = ExplodingConfig
+    primary_metric = "size"
+    metric_labels = {"size": "the estimate", "gap": "estimate minus itself (NaN once it overflows)"}
+
+    @property
+    def real_size(self):
+        return 4
+
+    def sample_real(self, rngs):
+        return Values(np.stack([1.0 + rng.random(4) for rng in rngs]))
+
+    def synthesize(self, model, inputs, n, rngs):
+        with np.errstate(over="ignore"):
+            return Values(np.repeat((model.m_ * self.config.factor)[:, None], n, axis=1))
+
+    def fit(self, training, rngs):
+        return Mean(training.rows("values").mean(axis=1))
+
+    def evaluate(self, model, real):
+        with np.errstate(invalid="ignore"):
+            return {"size": np.minimum(model.m_, 1e308), "gap": model.m_ - model.m_}
+
+    def theory(self, workflow, generations):
+        return Theory(note="none")
+'''
+
+
+def exploding(tmp_path, **overrides):
+    (tmp_path / "exploding.py").write_text(EXPLODING)
+    data = {"task": {"name": "exploding.py:Exploding"}, "workflows": ["replace"], "generations": 6, "replicates": 3}
+    return synthloop.Experiment.from_dict(data, base_dir=tmp_path).with_overrides(overrides) if overrides else synthloop.Experiment.from_dict(data, base_dir=tmp_path)
+
+
+def test_a_diverging_model_stops_its_workflow_and_keeps_the_last_good_generation(tmp_path):
+    experiment = exploding(tmp_path)
+    run = synthloop.run(experiment, out=tmp_path / "run")
+    # generation 0: ~1.5, 1: ~1e150, 2: ~1e300, 3: inf -> NaN gap; generation 3 is dropped
+    assert run.status == "stopped"
+    assert run.stopped == {"replace": {"generation": 2, "reason": "diverged at generation 3: gap is NaN in 3 of 3 replicates"}}
+    assert sorted(set(run.metrics["generation"])) == [0, 1, 2]
+    assert np.isfinite(run.metrics["value"]).all()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["workflows"]["replace"]["stopped"]["generation"] == 2
+    loaded = synthloop.load(tmp_path / "run")
+    assert loaded.status == "stopped" and loaded.stopped == run.stopped
+    # resuming, even with more generations, does not continue a stopped workflow
+    again = synthloop.run(experiment.with_overrides({"generations": 9}), out=tmp_path / "run")
+    assert again.stopped == run.stopped and sorted(set(again.metrics["generation"])) == [0, 1, 2]
+
+
+def test_guard_stops_a_workflow_when_its_metric_exceeds_k_times_generation_0(tmp_path):
+    experiment = small(generations=30, replicates=20, workflows=["replace", "accumulate"], guard=[{"metric": "excess_risk", "max_ratio": 4}])
+    run = synthloop.run(experiment, out=tmp_path / "run")
+    means = run.metrics[run.metrics["metric"] == "excess_risk"].groupby(["workflow", "generation"])["value"].mean()
+    replace = means["replace"]
+    g = run.stopped["replace"]["generation"]
+    # replace's risk grows ~linearly in g: it trips the guard at the first generation above 4 × g0, which is kept
+    assert replace[g] > 4 * replace[0] and (replace[:g - 1] <= 4 * replace[0]).all() and replace.index.max() == g
+    assert run.stopped["replace"]["reason"].startswith(f"guard at generation {g}: mean excess_risk ")
+    assert "accumulate" not in run.stopped and means["accumulate"].index.max() == 30  # bounded risk: never trips
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["workflows"]["replace"]["stopped"] == run.stopped["replace"]
+    # a kill between the checkpoint and the stop record: the resumed run re-checks the guard
+    (tmp_path / "run" / "checkpoints" / "replace" / "stopped.json").unlink()
+    (tmp_path / "run" / "summary.json").unlink()
+    assert synthloop.run(experiment, out=tmp_path / "run").stopped == run.stopped
+
+
+def test_guard_config_is_validated():
+    with pytest.raises(ConfigError, match=r"guard\[0\].metric must be one of \['excess_risk'\]; got 'risk'"):
+        small(guard=[{"metric": "risk", "max_ratio": 2}])
+    with pytest.raises(ConfigError, match=r"guard\[0\] needs at least one of max_ratio, max, min"):
+        small(guard=[{"metric": "excess_risk"}])
+    with pytest.raises(ConfigError, match=r"guard\[0\].max_ratio must be a number > 0; got -1"):
+        small(guard=[{"metric": "excess_risk", "max_ratio": -1}])
+    with pytest.raises(ConfigError, match=r"guard\[1\].ratio is not a known key"):
+        small(guard=[{"metric": "excess_risk", "max": 1}, {"metric": "excess_risk", "ratio": 1}])
+    assert small(guard=[{"metric": "excess_risk", "max": 1.5}]).guard[0].max == 1.5
+
+
+def test_cli_reports_a_stopped_workflow(tmp_path):
+    args = ["run", "regression-workflows", "--set", "generations=12", "--set", "task.d=4", "--set", "task.T=20", "--replicates", "10",
+            "--set", 'guard=[{metric="excess_risk", max_ratio=3}]', "--out", str(tmp_path / "run"), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "replace stopped after generation" in result.output and "guard at generation" in result.output
+
+
+# --- Ctrl-C and kills ------------------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "synthloop.cli"]
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until ``path`` exists: the command is past start-up and has saved some work."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_ctrl_c_during_run_exits_130_and_keeps_every_finished_generation(tmp_path):
+    overrides = ["generations=30", "task.d=5"]
+    args = ["run", "regression-workflows", *(a for o in overrides for a in ("--set", o)), "--replicates", "2000", "--quiet", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "run" / "checkpoints" / "replace" / "source-0002.pkl", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted after generation " in err and "run the same command to resume" in err
+    assert not list((tmp_path / "run").rglob("*.tmp"))  # a write cut short leaves no temporary file
+    saved = synthloop.load(tmp_path / "run")
+    assert saved.status == "interrupted"
+    generation, workflow = err.split("interrupted after generation ")[1].split()[0:3:2]
+    assert workflow == "replace;" and saved.metrics["generation"].max() == int(generation)  # the last saved generation
+    reference = synthloop.run("regression-workflows", overrides=[*overrides, f"generations={generation}", "workflows=['replace']"], replicates=2000)
+    pd.testing.assert_frame_equal(saved.metrics, reference.metrics)
+
+
+SWEEP = ["sweep", "regression-workflows", "--grid", "task.d=3,5", "--grid", "task.sigma=0.5,1.0", "--set", "generations=10", "--replicates", "50", "--quiet"]
+
+
+def cell_metrics(sweep_dir: Path, cell: str) -> pd.DataFrame:
+    return pd.read_parquet(sweep_dir / "cells" / cell / "metrics.parquet")
+
+
+def test_ctrl_c_during_a_pooled_sweep_exits_130_without_tracebacks(tmp_path):
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([*CLI, *SWEEP, "--workers", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(out / "cells" / "task.d=3,task.sigma=0.5" / "checkpoints" / "replace" / "state.pkl", proc)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the sweep and its workers
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert time.monotonic() - started < 10  # running cells are stopped, not waited for
+    assert "cells finished; the others keep their finished generations — run the same command to resume" in err
+
+
+def test_sweep_killed_at_random_moments_ends_with_the_numbers_of_an_uninterrupted_one(tmp_path):
+    """SIGKILL the sweep and its workers at seeded random moments, restart until it finishes."""
+    reference = sweep("regression-workflows", ["task.d=3,5", "task.sigma=0.5,1.0"], out=tmp_path / "reference",
+                                      overrides=["generations=10"], replicates=50, workers=1)
+    out, kills = tmp_path / "killed", 0
+    rng = np.random.default_rng(5)
+    while True:
+        proc = subprocess.Popen([*CLI, *SWEEP, "--workers", "1", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            proc.wait(timeout=rng.uniform(1.5, 4.0) if kills < 3 else 120)
+            break
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker processes, as a crash would
+            proc.wait()
+            kills += 1
+    assert proc.returncode == 0, proc.stderr.read()
+    index = pd.read_parquet(out / "index.parquet")
+    assert sorted(index["cell"]) == sorted(reference["cell"]) and index["cell"].is_unique
+    assert set(index["status"]) == {"finished"}
+    for cell in reference["cell"]:
+        pd.testing.assert_frame_equal(cell_metrics(out, cell), cell_metrics(tmp_path / "reference", cell))

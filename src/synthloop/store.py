@@ -286,6 +286,8 @@ class RunStore:
             if overwrite:
                 shutil.rmtree(self.path)
             else:
+                for tmp in self.path.rglob(".*.tmp"):  # left by a process killed mid-write
+                    tmp.unlink(missing_ok=True)
                 old = self.read_experiment().to_dict()
                 new = experiment.to_dict()
                 differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
