@@ -32,7 +32,7 @@ class _UserErrors(TyperGroup):
             if (ctx.obj or {}).get("debug"):
                 raise
             for line in _one_line(error).splitlines():
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+                err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
 
 

@@ -167,7 +167,7 @@ def run_loop(
 
     def stop(generation: int, reason: str) -> list[GenerationRecord]:
         stopped = {"generation": generation, "reason": reason}
-        log.warning("%s stopped: %s", workflow.key, reason)
+        log.info("%s stopped: %s", workflow.key, reason)
         if checkpoint is not None:
             checkpoint.stop(stopped)
         if on_stop is not None:
