@@ -244,6 +244,7 @@ def exploding(tmp_path, **overrides):
     return synthloop.Experiment.from_dict(data, base_dir=tmp_path).with_overrides(overrides) if overrides else synthloop.Experiment.from_dict(data, base_dir=tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the log-scale figure of values near 1e300
 def test_a_diverging_model_stops_its_workflow_and_keeps_the_last_good_generation(tmp_path):
     experiment = exploding(tmp_path)
     run = synthloop.run(experiment, out=tmp_path / "run")
@@ -370,3 +371,17 @@ def test_sweep_killed_at_random_moments_ends_with_the_numbers_of_an_uninterrupte
     assert set(index["status"]) == {"finished"}
     for cell in reference["cell"]:
         pd.testing.assert_frame_equal(cell_metrics(out, cell), cell_metrics(tmp_path / "reference", cell))
+
+
+def test_damaged_or_newer_sweep_toml_is_one_line(tmp_path):
+    args = ["sweep", "regression-workflows", "--grid", "task.d=3", "--set", "generations=2", "--replicates", "3", "--workers", "1", "--quiet", "--out", str(tmp_path / "sweep")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    path = tmp_path / "sweep" / "sweep.toml"
+    assert path.read_text().startswith("synthloop_format = 1\n")
+    assert CliRunner().invoke(app, args).exit_code == 0  # the same sweep again: nothing differs
+    path.write_text(path.read_text().replace("synthloop_format = 1", "synthloop_format = 3"))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "sweep.toml was written by a newer synthloop (synthloop_format = 3" in result.output
+    path.write_bytes(b"grid = {\xff")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "sweep.toml is unreadable" in result.output and "Traceback" not in result.output

@@ -16,10 +16,10 @@ After every finished generation the loop hands its whole state (pool, model, gen
 states, records) to a checkpoint, so a run killed at any point resumes after its last finished
 generation and ends with exactly the numbers of an uninterrupted run.
 
-A workflow stops early when its model diverges — a metric of ``task.evaluate`` is NaN, or
-its primary metric infinite, in some replicate; that generation is dropped and the last good one kept — or when a
-guard of the experiment trips (the generation that trips it is kept). The reason is handed to
-``checkpoint.stop`` and ``on_stop``; a resumed stopped workflow stays stopped.
+A workflow stops early when its model diverges — a metric of ``task.evaluate`` is NaN, or its
+primary metric infinite, in some replicate; that generation is dropped and the last good one
+kept — or when a guard of the experiment trips (the generation that trips it is kept). The
+reason goes to ``checkpoint.stop`` and ``on_stop``; a resumed stopped workflow stays stopped.
 """
 
 from __future__ import annotations

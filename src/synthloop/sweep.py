@@ -35,8 +35,8 @@ import pandas as pd
 import tomli_w
 
 from .executors import Executor, SerialExecutor
-from .experiment import FORMAT_KEY, Experiment, load_experiment, parse_key, parse_value
-from .store import atomic_write, write_parquet
+from .experiment import FORMAT_KEY, FORMAT_VERSION, Experiment, check_format, load_experiment, parse_key, parse_value
+from .store import atomic_write, read_failed, write_parquet
 from .validation import ConfigError
 
 STATUSES = ("finished", "stopped", "failed", "pending")
@@ -136,7 +136,7 @@ class Sweep:
         return self.base.name
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({"grid": self.grid, "base": self.base.to_dict()})
+        return tomli_w.dumps({FORMAT_KEY: FORMAT_VERSION, "grid": self.grid, "base": self.base.to_dict()})
 
 
 def plan_sweep(
@@ -242,8 +242,13 @@ def prepare_sweep_dir(sweep: Sweep, out: Path) -> None:
     out = Path(out)
     path = out / "sweep.toml"
     if path.is_file():
-        old = tomllib.loads(path.read_text())
+        try:
+            old = check_format(tomllib.loads(path.read_text()), str(path))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise read_failed(path, error, "restore it, or choose another --out") from None
+        old.pop(FORMAT_KEY, None)
         new = tomllib.loads(sweep.to_toml())
+        new.pop(FORMAT_KEY)
         if old != new:
             differs = sorted(k for k in ("grid", "base") if old.get(k) != new.get(k))
             raise ConfigError(f"{path} holds a different sweep (differs at: {', '.join(differs)}); choose another --out")
