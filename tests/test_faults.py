@@ -385,3 +385,15 @@ def test_damaged_or_newer_sweep_toml_is_one_line(tmp_path):
     path.write_bytes(b"grid = {\xff")
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "sweep.toml is unreadable" in result.output and "Traceback" not in result.output
+
+
+def test_cli_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "file").write_text("x")
+    runner = CliRunner()
+    for args in (["run", "regression-workflows", "--set", "task.d=0"], ["run", "regression-workflows", "--out", str(tmp_path / "file" / "run")],
+                 ["run", str(tmp_path / "missing.toml")], ["report", str(tmp_path)]):
+        result = runner.invoke(app, args)
+        lines = result.output.strip().splitlines()  # (a stopped progress bar may leave a blank line)
+        assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, result.output)
+        debug = runner.invoke(app, ["--debug", *args])
+        assert isinstance(debug.exception, ConfigError), (args, debug.output)
