@@ -103,7 +103,8 @@ def run_command(
         err_console.print(f"interrupted {where}; run the same command to resume ({out})", highlight=False)
         raise typer.Exit(130)
     for workflow, stop in result.stopped.items():
-        err_console.print(f"[bold yellow]{workflow} stopped after generation {stop['generation']}:[/] {stop['reason']}", highlight=False)
+        where = f"after generation {stop['generation']}" if stop["generation"] >= 0 else "at generation 0, keeping none"
+        err_console.print(f"[bold yellow]{workflow} stopped {where}:[/] {stop['reason']}", highlight=False)
     if not quiet:
         console.print(result.table())
         console.print(result.caption(), style="dim", highlight=False)
