@@ -19,7 +19,7 @@ import pandas as pd
 from . import report, seeding
 from .experiment import Experiment, load_experiment
 from .loop import GenerationRecord, run_loop
-from .store import RunStore, generations_frame, metrics_frame
+from .store import RunStore, generations_frame, metrics_frame, read_failed, read_parquet
 from .validation import ConfigError
 
 ProgressCallback = Callable[[str, GenerationRecord], None]
@@ -66,9 +66,12 @@ class Run:
     theory_notes : dict
         Why a workflow has no theory curve, where it has none.
     status : str
-        ``"finished"`` or ``"interrupted"``.
+        ``"finished"``, ``"stopped"`` (a workflow diverged or tripped a guard) or ``"interrupted"``.
     path : Path or None
         The run directory (None for a run kept in memory).
+    stopped : dict
+        Per workflow that stopped early: ``{"generation": g, "reason": …}``, g its last kept
+        generation.
     """
 
     experiment: Experiment
@@ -78,6 +81,7 @@ class Run:
     theory_notes: dict[str, str] = field(default_factory=dict)
     status: str = "finished"
     path: Path | None = None
+    stopped: dict[str, dict] = field(default_factory=dict)
 
     @property
     def metric(self) -> str:
@@ -144,6 +148,8 @@ class Run:
             entry["theory"] = {kind: float(v) for kind, v in predicted[["kind", "value"]].itertuples(index=False)}
             if key in self.theory_notes:
                 entry["theory_note"] = self.theory_notes[key]
+            if key in self.stopped:
+                entry["stopped"] = self.stopped[key]
             cost = self.generations[self.generations["workflow"] == key]
             entry["wall_time_s"] = float(cost["wall_time_s"].sum()) if len(cost) else 0.0
             workflows[key] = entry
@@ -193,6 +199,7 @@ def run(
         store.prepare(experiment, overwrite=overwrite)
     task = experiment.build_task()
     records: dict[str, list[GenerationRecord]] = {}
+    stopped: dict[str, dict] = {}
     shared_real: list = []
 
     def sample_real():
@@ -210,13 +217,16 @@ def run(
             generations=experiment.generations,
             replicates=experiment.replicates,
             seed=experiment.seed,
-            checkpoint=store.checkpoint(workflow.key) if store is not None else None,
+            checkpoint=store.checkpoint(workflow.key, experiment) if store is not None else None,
             on_generation=callback,
             sample_real=sample_real,
             verifier=experiment.verifier,
+            guards=experiment.guard or (),
+            on_stop=lambda info, key=workflow.key: stopped.__setitem__(key, info),
         )
     theory, notes = theory_frame(experiment)
-    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None)
+    status = "stopped" if stopped else "finished"
+    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, status, store.path if store else None, stopped)
     if store is not None:
         store.write_frames({"metrics": result.metrics, "generations": result.generations, "theory": result.theory})
         store.write_summary(result.summary())
@@ -234,21 +244,31 @@ def load(path: str | Path) -> Run:
     experiment = store.read_experiment()
     metrics_path = store.path / "metrics.parquet"
     summary_path = store.path / "summary.json"
+    # Results are rewritten from the checkpoints by running the same experiment into the directory.
+    remedy = f"delete it and run the same command (or synthloop.run) with --out {store.path} to rewrite it from the checkpoints"
     if metrics_path.exists() and summary_path.exists():
-        summary = json.loads(summary_path.read_text())
+        try:
+            summary = json.loads(summary_path.read_text())
+            workflows = summary["workflows"]
+            notes = {k: v["theory_note"] for k, v in workflows.items() if "theory_note" in v}
+            stopped = {k: v["stopped"] for k, v in workflows.items() if "stopped" in v}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise read_failed(summary_path, error, remedy) from None
         if summary.get("generations") == experiment.generations:
-            notes = {k: v["theory_note"] for k, v in summary["workflows"].items() if "theory_note" in v}
             return Run(
                 experiment,
-                pd.read_parquet(metrics_path),
-                pd.read_parquet(store.path / "generations.parquet"),
-                pd.read_parquet(store.path / "theory.parquet"),
+                read_parquet(metrics_path, remedy),
+                read_parquet(store.path / "generations.parquet", remedy),
+                read_parquet(store.path / "theory.parquet", remedy),
                 notes,
-                "finished",
+                "stopped" if stopped else "finished",
                 store.path,
+                stopped,
             )
-    records = {w.key: store.checkpoint(w.key).records() for w in experiment.workflows}
+    checkpoints = {w.key: store.checkpoint(w.key, experiment) for w in experiment.workflows}
+    records = {key: checkpoint.records() for key, checkpoint in checkpoints.items()}
+    stopped = {key: info for key, checkpoint in checkpoints.items() if (info := checkpoint.stopped()) is not None}
     if not any(records.values()):
         raise ConfigError(f"{store.path} holds no finished generation yet")
     theory, notes = theory_frame(experiment)
-    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path)
+    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path, stopped)

@@ -10,10 +10,33 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .validation import ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Run, predict and explain generate → verify → retrain loops.")
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error)
+
+
+class _UserErrors(TyperGroup):
+    """Every command: a user mistake (ConfigError, an unreadable or unwritable file) is one
+    error line and exit status 2; ``--debug`` shows its traceback instead."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, OSError) as error:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            for line in _one_line(error).splitlines():
+                err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_UserErrors, add_completion=False, no_args_is_help=True, help="Run, predict and explain generate → verify → retrain loops.")
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)  # tables piped to a file or CI log keep their columns
@@ -25,10 +48,13 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="override 
 MlflowOption = Annotated[Optional[str], typer.Option("--mlflow", help="also log the results to this MLflow tracking URI, e.g. sqlite:///mlflow.db (needs synthloop[mlflow])")]
 
 
+@app.callback()
+def _options(ctx: typer.Context, debug: Annotated[bool, typer.Option("--debug", help="show the traceback of errors")] = False):
+    ctx.obj = {"debug": debug}
+
+
 def _fail(error: Exception) -> None:
-    for line in str(error).splitlines():
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
-    raise typer.Exit(2)
+    raise error  # printed as one line (or a traceback with --debug) by _UserErrors
 
 
 @app.command("run")
@@ -54,6 +80,7 @@ def run_command(
     from . import api
     from .experiment import load_experiment
 
+    experiment = None
     try:
         if mlflow is not None:
             _require_mlflow()
@@ -78,12 +105,32 @@ def run_command(
     except ConfigError as error:
         _fail(error)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted — finished generations are saved; run the same command to resume ({out})")
+        where = _saved_so_far(experiment, out) if experiment is not None and out is not None else "before it started"
+        err_console.print(f"interrupted {where}; run the same command to resume ({out})", highlight=False)
         raise typer.Exit(130)
+    for workflow, stop in result.stopped.items():
+        where = f"after generation {stop['generation']}" if stop["generation"] >= 0 else "at generation 0, keeping none"
+        err_console.print(f"[bold yellow]{workflow} stopped {where}:[/] {stop['reason']}", highlight=False)
     if not quiet:
         console.print(result.table())
         console.print(result.caption(), style="dim", highlight=False)
     console.print(f"run directory: [bold]{result.path}[/] (figure.png, metrics.parquet, summary.json)")
+
+
+def _saved_so_far(experiment, out: Path) -> str:
+    """Where an interrupted run stands on disk, e.g. "after generation 7 of accumulate"."""
+    from .store import RunStore
+
+    try:
+        store = RunStore(out)
+        saved = {w.key: store.checkpoint(w.key, experiment).records() for w in experiment.workflows}
+    except (ConfigError, OSError):
+        return "with its finished generations saved"
+    started = [(key, records[-1].generation) for key, records in saved.items() if records]
+    if not started:
+        return "before the first generation finished"
+    key, generation = started[-1]  # workflows run one after another
+    return f"after generation {generation} of {key}"
 
 
 @app.command("list")
@@ -460,8 +507,9 @@ def sweep_command(
     )
 
     from .executors import make_executor
-    from .sweep import format_value, plan_sweep, run_sweep
+    from .sweep import finished_result, format_value, plan_sweep, run_sweep
 
+    planned = None
     try:
         if mlflow is not None:
             _require_mlflow()
@@ -490,7 +538,12 @@ def sweep_command(
     except ConfigError as error:
         _fail(error)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted — finished cells and generations are saved; run the same command to resume ({out})")
+        cells = planned.cells if planned is not None and out is not None else []
+        done = sum(1 for cell in cells if finished_result(cell, Path(out) / "cells" / cell.id) is not None)
+        err_console.print(
+            f"interrupted with {done} of {len(cells)} cells finished; the others keep their finished generations — "
+            f"run the same command to resume ({out})", highlight=False,
+        )
         raise typer.Exit(130)
     finals = [c for c in index.columns if c.startswith("final.")]
     if not quiet:
@@ -504,7 +557,7 @@ def sweep_command(
         for column in finals:
             table.add_column(column[len("final."):], justify="right")
         for _, row in index.iterrows():
-            style = {"finished": "green", "failed": "red"}.get(row["status"], "yellow")
+            style = {"finished": "green", "stopped": "yellow", "failed": "red"}.get(row["status"], "yellow")
             table.add_row(
                 row["cell"], *(format_value(row[k]) for k in planned.grid), f"[{style}]{row['status']}[/]",
                 "" if row["wall_s"] != row["wall_s"] else f"{row['wall_s']:.2f}",
@@ -566,7 +619,11 @@ def _sweep_finals(path: Path) -> str:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # before a command's own handler (e.g. while importing): nothing written yet
+        err_console.print("interrupted; run the same command to resume", highlight=False)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
