@@ -261,8 +261,11 @@ def _stop_reason(summary: dict, workflow: str) -> str:
     entry = summary.get("workflows", {}).get(workflow, {})
     for source in (entry, summary):
         for key in ("stop_reason", "stopped", "reason"):
-            if isinstance(source, dict) and source.get(key):
-                return str(source[key])
+            value = source.get(key) if isinstance(source, dict) else None
+            if isinstance(value, dict):  # {"generation": g, "reason": …}, as api.Run.stopped
+                return str(value.get("reason") or f"stopped after generation {value.get('generation')}")
+            if value:
+                return str(value)
     return ""
 
 
