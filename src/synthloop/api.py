@@ -187,11 +187,14 @@ def run(
     overrides: list[str] | dict[str, Any] | None = None,
     overwrite: bool = False,
     on_generation: ProgressCallback | None = None,
+    figure: bool = True,
 ) -> Run:
     """Run an experiment (an :class:`Experiment`, a preset name or a TOML file).
 
     With ``out``, results go to that run directory, which is resumed if it holds an
-    interrupted run of the same experiment. Without it, nothing is written.
+    interrupted run of the same experiment. Without it, nothing is written. ``figure=False``
+    skips drawing ``figure.png``/``.svg`` (most of a small run's wall time; sweeps draw figures
+    across cells instead, and ``synthloop report DIR`` redraws one from the files at any time).
     """
     experiment = _resolve(experiment, overrides, replicates, seed)
     store = RunStore(out) if out is not None else None
@@ -230,6 +233,7 @@ def run(
     if store is not None:
         store.write_frames({"metrics": result.metrics, "generations": result.generations, "theory": result.theory})
         store.write_summary(result.summary())
+    if store is not None and figure:
         import matplotlib.pyplot as plt
 
         fig = result.figure()

@@ -495,6 +495,7 @@ def sweep_command(
     executor: Annotated[str, typer.Option(help="local (process pool) or ray (RAY_ADDRESS, else a local Ray instance)")] = "local",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     mlflow: MlflowOption = None,
+    cell_figures: Annotated[bool, typer.Option("--cell-figures", help="also draw figure.png in every cell (slow for small cells; `synthloop report DIR` draws across cells)")] = False,
 ):
     """Run an experiment over a grid of parameters: one run directory per cell, and an index."""
     from rich.progress import (
@@ -532,7 +533,7 @@ def sweep_command(
                     counts["failed"] += result["status"] == "failed"
                 progress.update(bar, advance=0 if kind == "started" else 1, **counts)
 
-            index = run_sweep(planned, out, executor, on_event)
+            index = run_sweep(planned, out, executor, on_event, cell_figures=cell_figures)
         if mlflow is not None and (index["status"] != "pending").any():
             _export_mlflow([out], mlflow)
     except ConfigError as error:

@@ -172,7 +172,7 @@ def plan_sweep(
     return sweep
 
 
-def run_cell(config: dict, cell_dir: str) -> dict:
+def run_cell(config: dict, cell_dir: str, figure: bool = False) -> dict:
     """Run one cell in this process (a pool worker or the parent); never raises for a cell's own failure.
 
     Takes the config as plain data (not an Experiment) so it pickles even for user task files.
@@ -182,7 +182,7 @@ def run_cell(config: dict, cell_dir: str) -> dict:
     started = time.perf_counter()
     try:
         experiment = Experiment.from_dict(config)
-        result = api.run(experiment, out=cell_dir)
+        result = api.run(experiment, out=cell_dir, figure=figure)
         summary = result.summary()
         (Path(cell_dir) / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
         finals = {key: entry.get("mean") for key, entry in summary["workflows"].items()}
@@ -262,7 +262,9 @@ def prepare_sweep_dir(sweep: Sweep, out: Path) -> None:
 EventCallback = Callable[[str, Cell, dict | None], None]
 
 
-def run_sweep(sweep: Sweep, out: str | Path, executor: Executor | None = None, on_event: EventCallback | None = None) -> pd.DataFrame:
+def run_sweep(
+    sweep: Sweep, out: str | Path, executor: Executor | None = None, on_event: EventCallback | None = None, cell_figures: bool = False
+) -> pd.DataFrame:
     """Run every unfinished cell of ``sweep`` into ``out``; return (and write) the index.
 
     ``on_event(kind, cell, result)`` is called with kind ``"skipped"`` (already finished),
@@ -291,7 +293,8 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor | None = None, o
         else:
             todo.append(cell)
     write_parquet(index_frame(sweep, results), out / "index.parquet")
-    jobs = [(cell.experiment.to_dict(), str(out / "cells" / cell.id)) for cell in todo]
+    # Per-cell figures cost more than a small cell's compute; `synthloop report SWEEP` draws across cells.
+    jobs = [(cell.experiment.to_dict(), str(out / "cells" / cell.id), cell_figures) for cell in todo]
 
     def started(i: int) -> None:
         if on_event:
