@@ -7,6 +7,7 @@ number of comparisons (``z_for``), so the whole file fails by chance with probab
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import mean_and_sem, z_for
 from scipy import special, stats
@@ -433,3 +434,19 @@ def test_theory_notes_for_workflows_without_a_closed_form():
     assert "unequal weights" in run.theory_notes["weighted"]
     assert set(run.theory[run.theory["workflow"] == "replace"]["metric"]) == {"mean_sq_error", "trace_ratio", "det_ratio", "log_det_ratio", "kl", "nll"}
     assert np.all(np.isfinite(run.metrics["value"]))
+
+
+@pytest.mark.parametrize(
+    "workflow, weighted",
+    [
+        ("replace", {"name": "weighted", "real": 0.0, "decay": 0.0, "label": "replace"}),
+        ("accumulate", {"name": "weighted", "real": 1.0, "decay": 1.0, "label": "accumulate"}),
+        ("accumulate-subsample", {"name": "weighted", "budget": 20, "label": "accumulate-subsample"}),
+    ],
+)
+def test_classic_workflows_are_weighted_special_cases(workflow, weighted):
+    """Same numbers whether a classic workflow is named or written as Dey & Donoho weights."""
+    base = gaussian(**{"task.d": 3, "generations": 5, "replicates": 6})
+    classic = synthloop.run(base.with_overrides({"workflows": [workflow]})).metrics
+    as_weights = synthloop.run(base.with_overrides({"workflows": [weighted]})).metrics
+    pd.testing.assert_frame_equal(classic, as_weights)
