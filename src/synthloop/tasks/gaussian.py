@@ -199,12 +199,16 @@ class GaussianStats:
             other = other.stats
         n = self.count + other.count
         delta = other.mean - self.mean  # (R, d)
-        if other._scatter is None:  # a fresh array from other's factor: accumulate into it
-            scatter = other.scatter
+        between = self.count * other.count / n
+        if other._scatter is None:
+            # other's factor widened by the between-means column: one product gives F Fᵀ + c δδᵀ
+            # in a fresh array, which then takes self's scatter in place.
+            wide = np.concatenate([other.factor, (delta * np.sqrt(between))[:, :, None]], axis=2)  # (R, d, k + 1)
+            scatter = np.matmul(wide, wide.transpose(0, 2, 1))
             scatter += self.scatter
         else:
             scatter = self.scatter + other.scatter
-        scatter += delta[:, :, None] * (delta * (self.count * other.count / n))[:, None, :]
+            scatter += delta[:, :, None] * (delta * between)[:, None, :]
         rank = np.minimum(self.rank + other.rank + 1, self.mean.shape[1])
         return GaussianStats(n, self.mean + delta * (other.count / n), rank, _scatter=scatter)
 
@@ -512,7 +516,8 @@ class GaussianTask(Task):
         if stats.factor is not None:
             factor, lower = stats.factor / np.sqrt(D), stats.lower
             return GaussianModel(stats.mean, factor, np.minimum(stats.rank, min(factor.shape[2], w)), lower)
-        factor, lower, rank = psd_factor(stats.scatter / D, int(stats.rank.max()))
+        factor, lower, rank = psd_factor(stats.scatter, int(stats.rank.max()))
+        factor *= 1 / np.sqrt(D)  # the factor of S/D, without a scaled copy of S
         return GaussianModel(stats.mean, factor, np.minimum(rank, stats.rank), lower)
 
     def _gather(self, training: TrainingSet) -> np.ndarray:
