@@ -110,6 +110,7 @@ def table(metrics: pd.DataFrame, theory: pd.DataFrame | None, *, metric: str, ti
     predicted = {}
     if theory is not None and len(theory):
         exact = theory[(theory["metric"] == metric) & (theory["kind"] != "bound")]
+        exact = exact.sort_values("kind", key=lambda kind: kind != "asymptotic", kind="stable")  # exact wins a tie
         predicted = {(w, g): v for w, g, v in exact[["workflow", "generation", "value"]].itertuples(index=False)}
     out = Table(title=title or None, caption=caption or None, box=box.SIMPLE_HEAD)
     out.add_column("generation", justify="right")
