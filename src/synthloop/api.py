@@ -19,7 +19,7 @@ import pandas as pd
 from . import report, seeding
 from .experiment import Experiment, load_experiment
 from .loop import GenerationRecord, run_loop
-from .store import RunStore, generations_frame, metrics_frame
+from .store import RunStore, generations_frame, metrics_frame, preview_samples
 from .validation import ConfigError
 
 ProgressCallback = Callable[[str, GenerationRecord], None]
@@ -69,6 +69,8 @@ class Run:
         ``"finished"`` or ``"interrupted"``.
     path : Path or None
         The run directory (None for a run kept in memory).
+    samples : dict
+        Tasks with previews (images): workflow -> generation -> a few samples; else empty.
     """
 
     experiment: Experiment
@@ -78,6 +80,7 @@ class Run:
     theory_notes: dict[str, str] = field(default_factory=dict)
     status: str = "finished"
     path: Path | None = None
+    samples: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
     @property
     def metric(self) -> str:
@@ -113,6 +116,26 @@ class Run:
             title=self.experiment.description or self.experiment.name,
             caption=self.caption(),
         )
+
+    def sample_figure(self):
+        """The grid of samples per workflow and generation (matplotlib Figure); None without samples."""
+        if not self.samples:
+            return None
+        e = self.experiment
+        caption = f"{e.build_task().describe()} — replicate 0 of {e.replicates}, seed {e.seed}"
+        return report.sample_grid(self.samples, title=f"{e.description or e.name}: samples", caption=caption)
+
+    def write_sample_figure(self) -> None:
+        """Write ``samples.npz`` and ``samples.png`` into the run directory (when there are samples)."""
+        fig = self.sample_figure()
+        if fig is None or self.path is None:
+            return
+        import matplotlib.pyplot as plt
+
+        store = RunStore(self.path)
+        store.write_samples(self.samples)
+        store.write_figure(fig, "samples", ("png",))
+        plt.close(fig)
 
     def table(self, metric: str | None = None):
         """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
@@ -208,7 +231,7 @@ def run(
             verifier=experiment.verifier,
         )
     theory, notes = theory_frame(experiment)
-    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None)
+    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None, preview_samples(records))
     if store is not None:
         store.write_frames({"metrics": result.metrics, "generations": result.generations, "theory": result.theory})
         store.write_summary(result.summary())
@@ -217,6 +240,7 @@ def run(
         fig = result.figure()
         store.write_figure(fig)
         plt.close(fig)
+        result.write_sample_figure()
     return result
 
 
@@ -238,9 +262,10 @@ def load(path: str | Path) -> Run:
                 notes,
                 "finished",
                 store.path,
+                store.read_samples(),
             )
     records = {w.key: store.checkpoint(w.key).records() for w in experiment.workflows}
     if not any(records.values()):
         raise ConfigError(f"{store.path} holds no finished generation yet")
     theory, notes = theory_frame(experiment)
-    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path)
+    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path, preview_samples(records))

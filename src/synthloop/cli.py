@@ -126,6 +126,7 @@ def report_command(
         fig = result.figure(metric=metric, scale=scale)
         RunStore(run_dir).write_figure(fig)
         plt.close(fig)
+        result.write_sample_figure()
     except ConfigError as error:
         _fail(error)
     console.print(result.table(metric))

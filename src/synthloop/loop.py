@@ -51,6 +51,8 @@ class GenerationRecord:
         Synthetic rows produced and kept per replicate (0 at generation 0).
     composition : ndarray of shape (g + 1,)
         Lineage: mean rows the training set took from each source (real, 1, …, g).
+    preview : ndarray or None
+        A few of the model's samples to look at (:meth:`Task.preview`), e.g. images.
     """
 
     generation: int
@@ -59,6 +61,7 @@ class GenerationRecord:
     synthesized: int
     kept: int
     composition: np.ndarray
+    preview: np.ndarray | None = None
 
 
 @dataclass
@@ -132,7 +135,7 @@ def run_loop(
         rngs = seeding.replicate_generators(seed, replicates, workflow.key)
         pool = Pool([Source(0, real, task.real_size, task.statistics(real))])
         model, composition = _fit(task, workflow, pool, 0, rngs)
-        records = [GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition)]
+        records = [GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition, task.preview(model))]
         if checkpoint is not None:
             checkpoint.save(LoopState(0, model, pool, seeding.generator_states(rngs), records))
         first = 1
@@ -153,7 +156,7 @@ def run_loop(
         data, kept, verified = _verify(task, verifier, model, data, real, n, rngs)
         pool.add(Source(g, data, kept, task.statistics(data)))
         model, composition = _fit(task, workflow, pool, g, rngs)
-        record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition)
+        record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition, task.preview(model))
         records.append(record)
         if checkpoint is not None:
             checkpoint.save(LoopState(g, model, pool, seeding.generator_states(rngs), records))
