@@ -181,6 +181,9 @@ class Diffusion:
             ab = alpha_bar[t]
             eps = module(x, torch.full((n,), int(t), device=device))
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1.0, 1.0)
+            # ε consistent with the clipped x₀: at the noisiest steps (ᾱ ≈ 1e-7) an unclipped x₀
+            # is huge and a clipped one with the raw ε pushes the path off the data manifold.
+            eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
             ab_next = alpha_bar[times[i + 1]] if i + 1 < len(times) else torch.tensor(1.0, device=device)
             x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
         return (x0 + 1.0) / 2.0

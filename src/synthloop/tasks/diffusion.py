@@ -28,7 +28,7 @@ from .images import QUALITY_LABELS, ImageConfig, ImageTask
 
 class DiffusionConfig(ImageConfig):
     name: Literal["diffusion"] = "diffusion"
-    epochs: Integer(1, 100_000) = 100
+    epochs: Integer(1, 100_000) = 50
     lr: Real(0, 1, lo_open=True) = 2e-3
     diffusion_steps: Integer(2, 10_000) = 100
     sample_steps: Integer(1, 10_000) = 20
