@@ -123,7 +123,7 @@ class Run:
             return None
         e = self.experiment
         caption = f"{e.build_task().describe()} — replicate 0 of {e.replicates}, seed {e.seed}"
-        return report.sample_grid(self.samples, title=f"{e.description or e.name}: samples", caption=caption)
+        return report.sample_grid(self.samples, title=f"{e.name}: samples by workflow and generation", caption=caption)
 
     def write_sample_figure(self) -> None:
         """Write ``samples.npz`` and ``samples.png`` into the run directory (when there are samples)."""
