@@ -126,6 +126,11 @@ def test_bad_data_files_are_one_line_errors_naming_the_file(tmp_path):
     for overrides, message in cases:
         with pytest.raises(ConfigError, match=message):
             experiment("vae", **overrides)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"task.device = 'cuda', but torch sees no CUDA device; use 'auto' or 'cpu'"):
+            experiment("vae", device="cuda")
     with pytest.raises(ConfigError, match=r"task.sample_steps must be an integer in \[1, 10\] \(task.diffusion_steps\); got 20"):
         experiment("diffusion", diffusion_steps=10, sample_steps=20)
 

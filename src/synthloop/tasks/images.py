@@ -284,6 +284,11 @@ class ImageTask(Task):
         super().__init__(config)
         if importlib.util.find_spec("torch") is None:
             raise ConfigError(f"task {config.name!r} needs PyTorch, which is not installed: pip install 'synthloop[nn]'")
+        if config.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("task.device = 'cuda', but torch sees no CUDA device; use 'auto' or 'cpu'")
 
     @property
     def real_size(self) -> int:
