@@ -19,7 +19,7 @@ import pandas as pd
 from . import report, seeding
 from .experiment import Experiment, load_experiment
 from .loop import GenerationRecord, run_loop
-from .store import RunStore, generations_frame, metrics_frame, read_failed, read_parquet
+from .store import RunStore, generations_frame, metrics_frame, preview_samples, read_failed, read_parquet
 from .validation import ConfigError
 
 ProgressCallback = Callable[[str, GenerationRecord], None]
@@ -72,6 +72,8 @@ class Run:
     stopped : dict
         Per workflow that stopped early: ``{"generation": g, "reason": …}``, g its last kept
         generation.
+    samples : dict
+        Tasks with previews (images): workflow -> generation -> a few samples; else empty.
     """
 
     experiment: Experiment
@@ -82,6 +84,7 @@ class Run:
     status: str = "finished"
     path: Path | None = None
     stopped: dict[str, dict] = field(default_factory=dict)
+    samples: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
     @property
     def metric(self) -> str:
@@ -122,6 +125,26 @@ class Run:
             title=self.experiment.description or self.experiment.name,
             caption=self.caption(),
         )
+
+    def sample_figure(self):
+        """The grid of samples per workflow and generation (matplotlib Figure); None without samples."""
+        if not self.samples:
+            return None
+        e = self.experiment
+        caption = f"{e.build_task().describe()} — replicate 0 of {e.replicates}, seed {e.seed}"
+        return report.sample_grid(self.samples, title=f"{e.name}: samples by workflow and generation", caption=caption)
+
+    def write_sample_figure(self) -> None:
+        """Write ``samples.npz`` and ``samples.png`` into the run directory (when there are samples)."""
+        fig = self.sample_figure()
+        if fig is None or self.path is None:
+            return
+        import matplotlib.pyplot as plt
+
+        store = RunStore(self.path)
+        store.write_samples(self.samples)
+        store.write_figure(fig, "samples", ("png",))
+        plt.close(fig)
 
     def table(self, metric: str | None = None):
         """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
@@ -229,7 +252,7 @@ def run(
         )
     theory, notes = theory_frame(experiment)
     status = "stopped" if stopped else "finished"
-    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, status, store.path if store else None, stopped)
+    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, status, store.path if store else None, stopped, preview_samples(records))
     if store is not None:
         store.write_frames({"metrics": result.metrics, "generations": result.generations, "theory": result.theory})
         store.write_summary(result.summary())
@@ -239,6 +262,7 @@ def run(
         fig = result.figure()
         store.write_figure(fig)
         plt.close(fig)
+        result.write_sample_figure()
     return result
 
 
@@ -268,6 +292,7 @@ def load(path: str | Path) -> Run:
                 "stopped" if stopped else "finished",
                 store.path,
                 stopped,
+                store.read_samples(),
             )
     checkpoints = {w.key: store.checkpoint(w.key, experiment) for w in experiment.workflows}
     records = {key: checkpoint.records() for key, checkpoint in checkpoints.items()}
@@ -275,4 +300,4 @@ def load(path: str | Path) -> Run:
     if not any(records.values()):
         raise ConfigError(f"{store.path} holds no finished generation yet")
     theory, notes = theory_frame(experiment)
-    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path, stopped)
+    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path, stopped, preview_samples(records))

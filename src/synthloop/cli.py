@@ -191,6 +191,7 @@ def report_command(
             fig = result.figure(metric=chosen, scale=scale)
             RunStore(dirs[0]).write_figure(fig)
             plt.close(fig)
+            result.write_sample_figure()
             comparison = compare.load_runs(dirs) if html or mlflow else None
         else:
             if scale not in (None, "auto", "linear", "log"):

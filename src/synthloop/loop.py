@@ -56,6 +56,8 @@ class GenerationRecord:
         Synthetic rows produced and kept per replicate (0 at generation 0).
     composition : ndarray of shape (g + 1,)
         Lineage: mean rows the training set took from each source (real, 1, …, g).
+    preview : ndarray or None
+        A few of the model's samples to look at (:meth:`Task.preview`), e.g. images.
     """
 
     generation: int
@@ -64,6 +66,7 @@ class GenerationRecord:
     synthesized: int
     kept: int
     composition: np.ndarray
+    preview: np.ndarray | None = None
 
 
 @dataclass
@@ -186,7 +189,7 @@ def run_loop(
         rngs = seeding.replicate_generators(seed, replicates, workflow.key)
         pool = Pool([Source(0, real, task.real_size, task.statistics(real))])
         model, composition = _fit(task, workflow, pool, 0, rngs)
-        records = [GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition)]
+        records = [GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition, task.preview(model))]
         reason = divergence(records[0].metrics, 0, task.primary_metric)
         if reason:
             records = []
@@ -221,7 +224,7 @@ def run_loop(
         reason = divergence(evaluated, g, task.primary_metric)  # verification metrics may be NaN by design (no wrong row)
         if reason:
             return stop(g - 1, reason)
-        record = GenerationRecord(g, {**evaluated, **verified}, time.perf_counter() - start, n, kept, composition)
+        record = GenerationRecord(g, {**evaluated, **verified}, time.perf_counter() - start, n, kept, composition, task.preview(model))
         records.append(record)
         if checkpoint is not None:
             checkpoint.save(LoopState(g, model, pool, seeding.generator_states(rngs), records))

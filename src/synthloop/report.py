@@ -228,3 +228,53 @@ def curve_table(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, xl
                 row.append("—" if value.empty or np.isnan(value.iloc[0]) else f"{value.iloc[0]:.4g}")
         out.add_row(*row)
     return out
+
+
+def sample_grid(samples: dict[str, dict[int, np.ndarray]], *, generations: list[int] | None = None, title: str | None = None, caption: str | None = None):
+    """Samples per workflow (rows) and generation (columns), each panel a mosaic of images.
+
+    Parameters
+    ----------
+    samples : dict of str to dict of int to ndarray of shape (k, height, width)
+        Images in [0, 1] per workflow and generation, as ``samples.npz`` holds them.
+    generations : list of int, optional
+        Columns to draw; default: those of :func:`table_generations` (0, 1, 2, 5, 10, …, last).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    workflows = list(samples)
+    last = max(g for by_gen in samples.values() for g in by_gen)
+    columns = generations if generations is not None else table_generations(last)
+    fig, axes = plt.subplots(len(workflows), len(columns), figsize=(1.7 * len(columns) + 0.6, 1.8 * len(workflows) + 0.6), squeeze=False)
+    for i, workflow in enumerate(workflows):
+        for j, g in enumerate(columns):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if g in samples[workflow]:
+                ax.imshow(_mosaic(samples[workflow][g]), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if i == 0:
+                ax.set_title(f"generation {g}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(workflow, fontsize=9)
+    if title:
+        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
+    if caption:
+        fig.text(0.01, 0.0, "\n".join(textwrap.fill(line, 150) for line in caption.splitlines()), fontsize=8, va="top")
+    fig.tight_layout()
+    return fig
+
+
+def _mosaic(images: np.ndarray) -> np.ndarray:
+    """Tile ``k`` images (k, h, w) into a near-square grid with 1-pixel gaps, shape (rows·(h+1)−1, cols·(w+1)−1)."""
+    k, h, w = images.shape
+    cols = int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / cols))
+    out = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1))
+    for n, image in enumerate(images):
+        r, c = divmod(n, cols)
+        out[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image
+    return out

@@ -9,6 +9,8 @@
     DIR/theory.parquet         predictions: workflow, generation, metric, value, kind, source
     DIR/summary.json           status, final values with 95% CIs, theory at the last generation
     DIR/figure.png, .svg       redrawn from metrics.parquet + theory.parquet + config.toml alone
+    DIR/samples.npz, .png      tasks with previews (images): a few samples per workflow and
+                               generation, and their grid redrawn from samples.npz alone
     DIR/checkpoints/<workflow>/source-0000.pkl …   one file per source, written once
     DIR/checkpoints/<workflow>/state.pkl           model, generator states, records
     DIR/checkpoints/<workflow>/stopped.json        why and where a guard stopped the workflow
@@ -316,9 +318,30 @@ class RunStore:
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.path / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
 
-    def write_figure(self, figure) -> None:
-        for suffix in ("png", "svg"):
-            _replace_atomically(self.path / f"figure.{suffix}", lambda f: figure.savefig(f, format=suffix, dpi=150, bbox_inches="tight"))
+    def write_figure(self, figure, name: str = "figure", formats: tuple[str, ...] = ("png", "svg")) -> None:
+        for suffix in formats:
+            _replace_atomically(self.path / f"{name}.{suffix}", lambda f: figure.savefig(f, format=suffix, dpi=150, bbox_inches="tight"))
+
+    def write_samples(self, samples: dict[str, dict[int, np.ndarray]]) -> None:
+        """``samples.npz``: one array per workflow and generation, named ``workflow/generation``."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{f"{w}/{g}": a for w, by_gen in samples.items() for g, a in by_gen.items()})
+        atomic_write(self.path / "samples.npz", buffer.getvalue())
+
+    def read_samples(self) -> dict[str, dict[int, np.ndarray]]:
+        """What :meth:`write_samples` wrote (empty when the run has none)."""
+        path = self.path / "samples.npz"
+        if not path.exists():
+            return {}
+        out: dict[str, dict[int, np.ndarray]] = {}
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                for key in arrays.files:
+                    workflow, generation = key.rsplit("/", 1)
+                    out.setdefault(workflow, {})[int(generation)] = arrays[key]
+        except (OSError, ValueError, EOFError) as error:
+            raise read_failed(path, error, f"delete it and run the same command (or synthloop.run) with --out {self.path} to rewrite it from the checkpoints") from None
+        return out
 
 
 def _json_default(value):
@@ -345,6 +368,15 @@ def metrics_frame(records: dict[str, list[GenerationRecord]]) -> pd.DataFrame:
         "metric": np.repeat(np.array([b[2] for b in blocks], dtype=object), lengths),
         "value": np.concatenate([b[3] for b in blocks]) if blocks else np.array([]),
     })
+
+
+def preview_samples(records: dict[str, list[GenerationRecord]]) -> dict[str, dict[int, np.ndarray]]:
+    """Each workflow's previews (:meth:`Task.preview`) by generation; empty for tasks without."""
+    return {
+        workflow: {rec.generation: rec.preview for rec in recs if rec.preview is not None}
+        for workflow, recs in records.items()
+        if any(rec.preview is not None for rec in recs)
+    }
 
 
 def generations_frame(records: dict[str, list[GenerationRecord]]) -> pd.DataFrame:

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from ..validation import ConfigError
 from .base import Task, TaskConfig, Theory, TheoryCurve
+from .diffusion import DiffusionTask
 from .gaussian import GaussianTask
 from .kde import KDETask
 from .logistic import LogisticTask
 from .mixture import MixtureTask
 from .regression import RegressionTask
+from .vae import VAETask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 

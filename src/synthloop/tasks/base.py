@@ -196,6 +196,11 @@ class Task(ABC):
     def evaluate(self, model: Any, real: Any) -> dict[str, np.ndarray]:
         """Metrics of ``model``, each an array of shape ``(R,)``."""
 
+    def preview(self, model: Any) -> np.ndarray | None:
+        """A few samples of ``model`` to look at, e.g. images ``(k, height, width)`` of replicate 0,
+        kept per generation and drawn as ``samples.png``; None (the default) for tasks without."""
+        return None
+
     def theory(self, workflow: Workflow, generations: int) -> Theory:
         """Predictions for this configuration under ``workflow``; none by default."""
         return Theory(note=f"no theory for task {self.config.name!r}")

@@ -1,0 +1,1 @@
+"""Neural models in torch (the optional ``synthloop[nn]`` extra); import submodules directly."""
