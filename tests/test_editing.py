@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from synthloop.editing import (
@@ -17,7 +18,7 @@ from synthloop.editing import (
 from synthloop.preferences import PreferencePair, flip_labels, read_pairs, write_pairs
 from synthloop.validation import ConfigError
 
-WORDS = "the cat sat on a mat dog ran fast slow red blue bad word".split()
+WORDS = "the cat sat on a mat dog ran fast slow red blue bad word bitch".split()
 
 
 def planted_embeddings(rng, n=200, d=12, layers=2):
@@ -348,3 +349,62 @@ def test_perplexity_of_a_model(tiny):
     assert 1 < ppl < 10 * len(tokenizer)  # a random model is near uniform over the vocabulary
     with pytest.raises(ValueError, match="at least one text of two or more tokens"):
         perplexity(model, tokenizer, ["cat"])
+
+
+# --- the edit experiment (synthloop edit) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ranks=[-1]", r"ranks\[0\] must be an integer in \[0, 64\]; got -1"),
+    ("layer_ranges=[[5, 2]]", r"layer_ranges must be \[first, last\] blocks with first ≤ last; got \[5, 2\]"),
+    ("n_pairs=[]", r"n_pairs"),
+    ("flip_fraction=2", r"flip_fraction must be a number in \[0, 1\]; got 2"),
+    ("colour=3", r"colour is not a known key"),
+])
+def test_edit_experiment_config_is_validated(override, message):
+    from synthloop.detox import EditExperiment
+
+    with pytest.raises(ConfigError, match=message):
+        EditExperiment.load(None, [override])
+
+
+def test_edit_experiment_config_file(tmp_path):
+    from synthloop.detox import EditExperiment
+
+    path = tmp_path / "edit.toml"
+    path.write_text('ranks = [1, 3]\ncorpus = "bible"\n')
+    config = EditExperiment.load(path, ["seed=7"])
+    assert config.ranks == [1, 3] and config.corpus == "bible" and config.seed == 7 and config.n_pairs == [50, 200]
+    with pytest.raises(ConfigError, match="no such file"):
+        EditExperiment.load(tmp_path / "none.toml")
+
+
+def test_edit_experiment_runs_resumes_and_refuses_another_config(tiny, tmp_path):
+    from synthloop.detox import EditExperiment, edit_figure, results_table, run_edit_experiment
+    from synthloop.lm import save_causal_lm
+
+    pytest.importorskip("profanity_check", reason="alt-profanity-check is not installed (pip install 'synthloop[test]')")
+    model, tokenizer = tiny
+    save_causal_lm(model, tokenizer, tmp_path / "tiny")
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(WORDS[:-1], size=8)) for _ in range(40)))
+    config = EditExperiment.load(None, [
+        f"model={tmp_path / 'tiny'}", f"corpus={corpus}", "n_pairs=[3, 6]", "ranks=[1]", "layer_ranges=[[1, 2]]",
+        "eval_prompts=3", "held_out_texts=3", "max_new_tokens=3", "prompt_words=3", "save_model=true",
+    ])
+    out = run_edit_experiment(config, tmp_path / "run")
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    table = results_table(metrics)
+    assert list(table["condition"]) == ["base", "edit", "edit", "random"] and list(table["n_pairs"]) == [0, 3, 6, 0]
+    assert set(metrics["metric"]) >= {"toxicity_steered", "toxicity_plain", "toxic_mass", "perplexity", "fit_seconds"}
+    assert len(read_pairs(out / "pairs.jsonl")) == 6 and (out / "edited-model" / "config.json").exists()
+    assert len(pd.read_csv(out / "directions.csv")) == 2 * 1 * 10
+    edit_figure(metrics)
+    before = (out / "metrics.parquet").stat().st_mtime_ns
+    run_edit_experiment(config, tmp_path / "run")  # finished conditions are not run again
+    assert (out / "metrics.parquet").stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match="holds a different experiment"):
+        run_edit_experiment(config.model_copy(update={"seed": 1}), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"layer_ranges must lie in \[0, 2\] \(the model has 3 blocks\); got \[1, 7\]"):
+        run_edit_experiment(config.model_copy(update={"layer_ranges": [(1, 7)]}), tmp_path / "other")

@@ -20,6 +20,7 @@ import importlib.util
 import inspect
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -198,19 +199,41 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> float:
-    """Perplexity of ``texts``: ``exp`` of the mean negative log-likelihood per predicted token.
+@dataclass
+class TextScores:
+    """How a model reads held-out text.
+
+    Attributes
+    ----------
+    perplexity : float
+        ``exp`` of the mean negative log-likelihood per predicted token.
+    token_mass : float
+        Mean next-token probability of a set of tokens (e.g. the steering words), over the
+        same positions: how readily the model would say them, without sampling.
+    tokens : int
+        Predicted tokens.
+    """
+
+    perplexity: float
+    token_mass: float
+    tokens: int
+
+
+def text_scores(model, tokenizer, texts: Sequence[str], token_ids: Sequence[int] = (), batch_size: int = 16, max_length: int = 128) -> TextScores:
+    """Perplexity of ``texts`` and the mean probability of ``token_ids``, in one pass.
 
     Notes
     -----
     ``PPL = exp(−Σ_i Σ_t log p(x_{i,t} | x_{i,<t}) / Σ_i (T_i − 1))`` over every text ``i``
-    (truncated to ``max_length`` tokens), the first token of each text being the condition only.
+    (truncated to ``max_length`` tokens), the first token of each text being the condition only;
+    ``mass = Σ_i Σ_t Σ_{w ∈ W} p(w | x_{i,<t}) / Σ_i (T_i − 1)``.
     """
     import torch
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    total, count = 0.0, 0
+    watched = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long, device=device)
+    total, mass, count = 0.0, 0.0, 0
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts[start:start + batch_size]]
@@ -223,11 +246,18 @@ def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max
             for row, seq in enumerate(encoded):
                 ids[row, :len(seq)] = torch.tensor(seq)
                 mask[row, :len(seq)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
-            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0]  # (B, T-1)
-            keep = mask[:, 1:].to(device).bool()
-            total -= float(logp[keep].sum())
+            ids, mask = ids.to(device), mask.to(device)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
+            keep = mask[:, 1:].bool()  # (B, T-1)
+            total -= float(logp.gather(-1, ids[:, 1:, None])[..., 0][keep].sum())
+            if len(watched):
+                mass += float(logp[..., watched].exp().sum(-1)[keep].sum())
             count += int(keep.sum())
     if count == 0:
         raise ValueError("perplexity needs at least one text of two or more tokens")
-    return float(np.exp(total / count))
+    return TextScores(perplexity=float(np.exp(total / count)), token_mass=mass / count, tokens=count)
+
+
+def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> float:
+    """Perplexity of ``texts`` (:func:`text_scores`)."""
+    return text_scores(model, tokenizer, texts, batch_size=batch_size, max_length=max_length).perplexity
