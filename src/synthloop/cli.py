@@ -350,7 +350,7 @@ def edit_command(
         err_console.print(f"interrupted — finished conditions are saved; run the same command to resume ({out})")
         raise typer.Exit(130)
     if not quiet:
-        table = results_table(pd.read_parquet(out / "metrics.parquet"))
+        table = results_table(pd.read_parquet(out / "metrics.parquet")).drop(columns=["toxicity_steered_prob", "toxicity_plain_prob", "edit_seconds"], errors="ignore")
         view = Table(title=f"{experiment.name}: toxic-subspace projection of {experiment.model}",
                      caption=f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences of {experiment.corpus}")
         for column in table.columns:

@@ -21,7 +21,7 @@ conditions come from the edit, not from the draws.
     DIR/pairs.jsonl        the pairs with provenance (reused on re-run)
     DIR/metrics.parquet    condition, n_pairs, rank, layers, metric, value (written after each condition)
     DIR/directions.csv     top tokens of each removed direction, for the largest fit
-    DIR/summary.json       timings (embedding, fit, edit) and the table of results
+    DIR/summary.json       status, pairs and the embedding time (wall and CPU seconds); fit and edit times are metrics
     DIR/figure.png         redrawn from metrics.parquet alone (:func:`edit_figure`)
     DIR/edited-model/      with save_model = true: the edited model of the largest fit (save_pretrained)
 """
@@ -242,10 +242,11 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
         metrics.add("base", 0, 0, "none", evaluate())
 
     step(f"embedding {2 * n_max} texts")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     preferred = mean_hidden_states(model, tokenizer, [p.preferred for p in pairs], config.batch_size)  # (L, N, D)
     dispreferred = mean_hidden_states(model, tokenizer, [p.dispreferred for p in pairs], config.batch_size)
     timings["embed_seconds"] = time.perf_counter() - start
+    timings["embed_cpu_seconds"] = time.process_time() - cpu  # on a shared machine the wall time also measures the neighbours
     timings["embed_texts"] = 2 * n_max
 
     original = [p.weight.detach().clone() for p in mlp_output_projections(model)]
