@@ -619,6 +619,50 @@ def _sweep_finals(path: Path) -> str:
     return ("range over cells: " + ", ".join(parts)) if parts else ""
 
 
+@app.command("edit")
+def edit_command(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML file of EditExperiment keys (default: the defaults)")] = None,
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>); resumed if interrupted")] = None,
+    overwrite: Annotated[bool, typer.Option(help="discard an existing run directory of a different experiment")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or table")] = False,
+):
+    """Remove toxicity from a language model by toxic-subspace projection (DeTox); toxicity and perplexity before/after."""
+    import pandas as pd
+
+    from .detox import EditExperiment, results_table, run_edit_experiment
+
+    try:
+        experiment = EditExperiment.load(config, set_ or [])
+        out = out or Path("runs") / experiment.name
+        with err_console.status("starting", spinner="dots") if not quiet else _nullcontext() as status:
+            def on_step(text: str) -> None:
+                if status is not None:
+                    status.update(text)
+
+            run_edit_experiment(experiment, out, overwrite=overwrite, on_step=on_step)
+    except ConfigError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted — finished conditions are saved; run the same command to resume ({out})")
+        raise typer.Exit(130)
+    if not quiet:
+        table = results_table(pd.read_parquet(out / "metrics.parquet")).drop(columns=["toxicity_steered_prob", "toxicity_plain_prob", "edit_seconds"], errors="ignore")
+        view = Table(title=f"{experiment.name}: toxic-subspace projection of {experiment.model}",
+                     caption=f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences of {experiment.corpus}")
+        for column in table.columns:
+            view.add_column(column, justify="left" if column in ("condition", "layers") else "right")
+        for _, row in table.iterrows():
+            view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(view)
+    console.print(f"run directory: [bold]{out}[/] (figure.png, metrics.parquet, pairs.jsonl, directions.csv)")
+
+
+def _nullcontext():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
