@@ -78,10 +78,11 @@ class Checkpoint(Protocol):
     def save(self, state: LoopState) -> None: ...
 
 
-def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> tuple[Any, np.ndarray]:
+def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs, previous=None) -> tuple[Any, np.ndarray]:
     mixture = workflow.compose(pool.sizes, generation, rngs)
     training = TrainingSet(pool, mixture)
-    model = task.fit(training, rngs)
+    # A fine-tuning task (neural) continues from the previous generation's model.
+    model = task.fit(training, rngs, init=previous) if task.fine_tunes else task.fit(training, rngs)
     pool.forget(workflow.reads_history, workflow.reads_rows, workflow.reads_source_statistics)
     return model, training.composition()
 
@@ -152,7 +153,7 @@ def run_loop(
         data = task.synthesize(model, inputs, n, rngs)
         data, kept, verified = _verify(task, verifier, model, data, real, n, rngs)
         pool.add(Source(g, data, kept, task.statistics(data)))
-        model, composition = _fit(task, workflow, pool, g, rngs)
+        model, composition = _fit(task, workflow, pool, g, rngs, previous=model)
         record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition)
         records.append(record)
         if checkpoint is not None:

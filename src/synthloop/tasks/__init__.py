@@ -18,8 +18,9 @@ from .kde import KDETask
 from .logistic import LogisticTask
 from .mixture import MixtureTask
 from .regression import RegressionTask
+from .self_improve import SelfImproveTask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "self-improve": SelfImproveTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 
