@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .validation import Integer, Real, StrictModel
 
@@ -33,13 +33,14 @@ class FilterConfig(StrictModel):
     models: Integer(1, 64) = Field(default=1, description="independently trained models that label each input (majority vote)")
     agreement: Real(0, 1) = Field(default=0.7, description="share of models that must agree with the majority label")
 
-    @model_validator(mode="after")
-    def _enough_models(self):
+    def problem(self) -> str | None:
+        """What is inconsistent in this filter (its keys named relative to it), or None."""
         if self.name == "majority" and self.models < 2:
-            raise ValueError(f"filter.models must be at least 2 for a majority vote; got {self.models}")
+            return f"models must be at least 2 for a majority vote; got {self.models}"
         if self.name != "majority" and self.models != 1:
-            raise ValueError(f"filter.models applies to the majority filter only; got {self.models} with filter.name={self.name!r}")
-        return self
+            return f"models applies to the majority filter only; got {self.models} with name {self.name!r}"
+        return None
+
 
 
 @dataclass

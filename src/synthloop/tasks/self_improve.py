@@ -84,14 +84,20 @@ class SelfImproveConfig(TaskConfig):
 
     @model_validator(mode="after")
     def _consistent(self):
+        # Messages start with the key they blame; validation prefixes "task.".
         if self.train_min > self.train_max:
-            raise ValueError(f"task.train_min must be at most task.train_max ({self.train_max}); got {self.train_min}")
+            raise ValueError(f"train_min must be at most task.train_max ({self.train_max}); got {self.train_min}")
         if self.eval_max is not None and self.eval_max < self.train_max:
-            raise ValueError(f"task.eval_max must be at least task.train_max ({self.train_max}); got {self.eval_max}")
+            raise ValueError(f"eval_max must be at least task.train_max ({self.train_max}); got {self.eval_max}")
         if self.width % self.heads:
-            raise ValueError(f"task.width must be divisible by task.heads ({self.heads}); got {self.width}")
+            raise ValueError(f"width must be divisible by task.heads ({self.heads}); got {self.width}")
         if (self.avalanche_round is None) != (self.avalanche_rate == 0):
-            raise ValueError("task.avalanche_round and task.avalanche_rate go together: set both or neither")
+            raise ValueError("avalanche_round and task.avalanche_rate go together: set both or neither")
+        if self.problem == "maze" and self.levels[-1] > 51:
+            raise ValueError(f"eval_max of a maze must be at most 51 hops (52 named nodes); got {self.levels[-1]}")
+        problem = self.filter.problem()
+        if problem:
+            raise ValueError(f"filter.{problem}")
         return self
 
     @property
@@ -170,8 +176,6 @@ class SelfImproveTask(Task):
     def __init__(self, config: SelfImproveConfig):
         super().__init__(config)
         self.problem: Problem = make_problem(config.problem, config.maze_nodes)
-        if config.problem == "maze" and config.levels[-1] + 1 > 52:
-            raise ValueError(f"task.eval_max of a maze must be at most 51 hops (52 named nodes); got {config.levels[-1]}")
 
     @property
     def metric_labels(self) -> dict[str, str]:
