@@ -259,6 +259,8 @@ class SelfImproveTask(Task):
 
         from ..nn import GPT
 
+        if generator is None:  # the weights come from ``state``; never touch torch's global generator
+            generator = torch.Generator().manual_seed(0)
         network = GPT(self._gpt_config(self._tokenizer()), generator)
         if state is not None:
             network.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
