@@ -185,3 +185,18 @@ def test_heatmap_is_a_function_of_the_metrics():
     image = fig.axes[0].images[0].get_array()
     assert image.shape == (2, 5)  # rounds × difficulties
     plt.close(fig)
+
+
+def test_core_and_configs_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class NoTorch:\n"  # any `import torch` now fails
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch': raise ImportError('torch blocked')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "import synthloop, synthloop.api, synthloop.cli\n"
+            "from synthloop.experiment import load_experiment\n"
+            "load_experiment('self-improve-copy-cpu').build_task()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
