@@ -155,3 +155,16 @@ def test_checkpoint_resume_reproduces_training(tmp_path):
     resumed.fit(data)
     for key, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value)
+
+
+def test_evaluation_hooks_run_every_log_every_steps():
+    tok = CharTokenizer("0123456789")
+    prompts = _copy_data(np.random.default_rng(0), 50, 3)
+    g = torch.Generator().manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16), g)
+    seen = []
+    trainer = Trainer(model, TrainConfig(steps=12, batch_size=8, warmup=2, device="cpu", log_every=5), g,
+                      hooks=[lambda step, t: seen.append((step, t.model.training))])
+    result = trainer.fit(tok.batch(prompts, prompts))
+    assert seen == [(5, True), (10, True), (12, True)]
+    assert [s for s, _ in result.history] == [5, 10, 12] and result.tokens > 0

@@ -116,8 +116,8 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 @dataclass
 class TrainResult:
-    """What a call to :meth:`Trainer.fit` did: steps, mean loss of its last logging window,
-    tokens seen (non-padding) and wall time."""
+    """What a call to :meth:`Trainer.fit` did: the step reached, mean loss of its last logging
+    window, tokens seen (non-padding), wall time, and (step, loss) at every logging step."""
 
     steps: int
     loss: float
@@ -207,7 +207,7 @@ class Trainer:
                 for hook in self.hooks:
                     hook(self.step, self)
         loss_value = history[-1][1] if history else float("nan")
-        return TrainResult(len(history) and history[-1][0], loss_value, seen, time.perf_counter() - start, history)
+        return TrainResult(self.step, loss_value, seen, time.perf_counter() - start, history)
 
     def state_dict(self) -> dict:
         """Model and optimizer tensors, step and generator state — plain data only."""
