@@ -322,13 +322,14 @@ class SelfImproveTask(Task):
         if newest.generation > 0:
             d: Examples = newest.data
             kept = d.keep  # (R, n)
+            labelled = (d.labels != "").any(axis=1)  # False where the gate held the round
             with np.errstate(invalid="ignore"):
                 stats = {
                     "kept": kept.sum(axis=1).astype(float),
-                    "label_accuracy": (d.labels == d.truth).mean(axis=1),
+                    "label_accuracy": np.where(labelled, (d.labels == d.truth).mean(axis=1), np.nan),
                     "kept_accuracy": np.where(kept.any(axis=1), ((d.labels == d.truth) & kept).sum(axis=1) / kept.sum(axis=1), np.nan),
                     "injected": d.injected.sum(axis=1).astype(float),
-                    "synthesized_difficulty": np.where(kept.any(axis=1) | (d.labels != "").any(axis=1), d.difficulty.max(axis=1), np.nan),
+                    "synthesized_difficulty": np.where(labelled, d.difficulty.max(axis=1), np.nan),
                 }
         return SelfImproveModel(states, 0 if init is None else init.round + 1, np.array(frontier), np.array(accuracy), np.array(loss), stats)
 
