@@ -3,6 +3,7 @@
 
     python benchmarks/nn_throughput.py            # both shapes, a few minutes on 2 CPU cores
     python benchmarks/nn_throughput.py --quick    # smoke test, under a minute
+    python benchmarks/nn_throughput.py --threads 1  # on a shared machine
 
 Same shape on both sides (layers, width, heads, SwiGLU hidden size, tied embeddings, RoPE, no
 biases; ``synthloop.nn`` also without positions, NoPE, as the presets use), no download:
@@ -100,7 +101,11 @@ def decode_rate(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--quick", action="store_true", help="short timings, cpu shape only")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); "
+                        "1 on a shared machine, where spinning threads of both sides slow down by 10x or more")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     seconds = 2.0 if args.quick else 8.0
     peak = matmul_peak(1.0 if args.quick else 3.0)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
