@@ -201,3 +201,15 @@ def test_core_and_configs_import_without_torch():
             "from synthloop.experiment import load_experiment\n"
             "load_experiment('self-improve-copy-cpu').build_task()\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+SHRINK = ["generations=1", "task.train_size=200", "task.synthetic_size=20", "task.eval_size=4", "task.steps=3",
+          "task.round_steps=2", "task.warmup=1", "task.batch_size=8", "task.layers=1", "task.width=16", "task.heads=2",
+          "task.device=cpu"]
+
+
+@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if p.startswith("self-improve-")))
+def test_every_self_improve_preset_runs_shrunk(preset):
+    run = synthloop.run(preset, overrides=SHRINK + ["task.eval_max=" + str(synthloop.load_experiment(preset).task.train_max + 1)])
+    assert run.metrics["generation"].max() == 1
+    assert np.isfinite(run.metrics.query("metric == 'solved'")["value"]).all()
