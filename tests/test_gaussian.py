@@ -7,6 +7,7 @@ number of comparisons (``z_for``), so the whole file fails by chance with probab
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import mean_and_sem, z_for
 from scipy import special, stats
@@ -207,8 +208,11 @@ def test_shumailov_variance_of_the_unbiased_variance(unbiased_run):
     centered = values - values.mean(axis=1, keepdims=True)
     var = (centered**2).mean(axis=1)
     se = np.sqrt(((centered**2 - var[:, None]) ** 2).mean(axis=1) / values.shape[1])
-    early = g <= 6  # later the fourth moment is too heavy-tailed for a normal approximation
-    assert np.all(np.abs(var - predicted)[early] < z_for(7) * se[early]), (var, predicted)
+    # Later the values (products of g + 1 scaled χ²) are so heavy-tailed that the sample's own
+    # fourth moment underestimates the SE of their variance: over 8 seeds × 2000 replicates the
+    # spread of the g = 5 estimate was 3.5× the SE one sample reports.
+    early = g <= 4
+    assert np.all(np.abs(var - predicted)[early] < z_for(5) * se[early]), (var, predicted)
 
 
 def test_accumulate_stays_bounded_while_replace_collapses(mle_run):
@@ -331,6 +335,22 @@ def test_pickled_source_rebuilds_identical_rows():
         np.testing.assert_array_equal(restored.x, rows)
 
 
+def test_source_read_rows_first_pickles_and_rebuilds_identically():
+    """A source whose rows are read first (row-drawing workflows) draws them directly; its
+    statistics then come from the rows, and a pickle rebuilds both bit for bit."""
+    task = GaussianTask(GaussianConfig(d=3, T=10))
+    rngs = replicate_generators(2, 3, "r")
+    pool, models = _pool_after(task, 1, rngs)
+    data = task.synthesize(models[-1], None, 7, rngs)
+    rows = data.x.copy()
+    assert data.drawn == "rows"
+    restored = pickle.loads(pickle.dumps(data))
+    assert restored.rows is None and restored._stats is None
+    np.testing.assert_array_equal(restored.x, rows)
+    np.testing.assert_array_equal(restored.stats.mean, rows.mean(axis=1))
+    np.testing.assert_allclose(restored.stats.scatter, data.stats.scatter, rtol=0, atol=0)
+
+
 def test_subsample_run_resumes_to_identical_numbers(tmp_path):
     experiment = gaussian(**{"generations": 6, "replicates": 20, "workflows": ["accumulate-subsample", "replace"]})
     full = synthloop.run(experiment).metrics
@@ -414,3 +434,19 @@ def test_theory_notes_for_workflows_without_a_closed_form():
     assert "unequal weights" in run.theory_notes["weighted"]
     assert set(run.theory[run.theory["workflow"] == "replace"]["metric"]) == {"mean_sq_error", "trace_ratio", "det_ratio", "log_det_ratio", "kl", "nll"}
     assert np.all(np.isfinite(run.metrics["value"]))
+
+
+@pytest.mark.parametrize(
+    "workflow, weighted",
+    [
+        ("replace", {"name": "weighted", "real": 0.0, "decay": 0.0, "label": "replace"}),
+        ("accumulate", {"name": "weighted", "real": 1.0, "decay": 1.0, "label": "accumulate"}),
+        ("accumulate-subsample", {"name": "weighted", "budget": 20, "label": "accumulate-subsample"}),
+    ],
+)
+def test_classic_workflows_are_weighted_special_cases(workflow, weighted):
+    """Same numbers whether a classic workflow is named or written as Dey & Donoho weights."""
+    base = gaussian(**{"task.d": 3, "generations": 5, "replicates": 6})
+    classic = synthloop.run(base.with_overrides({"workflows": [workflow]})).metrics
+    as_weights = synthloop.run(base.with_overrides({"workflows": [weighted]})).metrics
+    pd.testing.assert_frame_equal(classic, as_weights)

@@ -64,6 +64,7 @@ def test_serial_and_local_pool_give_identical_numbers(tmp_path):
         pd.testing.assert_frame_equal(cell_metrics(tmp_path / "serial", cell.id), cell_metrics(tmp_path / "pool", cell.id))
     columns = ["cell", "task.d", "task.sigma", "status", "final.replace", "final.accumulate", "final.accumulate-subsample"]
     pd.testing.assert_frame_equal(serial[columns], pooled[columns])
+    assert not any((tmp_path / "serial" / "cells").rglob("figure.png"))  # drawn only on request
     # A cell is an ordinary run: the same numbers as running its experiment directly.
     direct = synthloop.run(sweep.cells[1].experiment).metrics
     pd.testing.assert_frame_equal(cell_metrics(tmp_path / "serial", sweep.cells[1].id), direct)
@@ -145,8 +146,9 @@ def test_failed_cell_is_reported_and_the_others_finish(tmp_path):
 def test_cli_sweep_table_and_runs_listing(tmp_path):
     runner = CliRunner()
     sweep_dir = tmp_path / "runs" / "grid"
-    result = runner.invoke(app, ["sweep", "regression-workflows", "--grid", "task.T=20,40", *(arg for s in BASE for arg in ("--set", s)), "--replicates", "5", "--out", str(sweep_dir), "--workers", "1"])
+    result = runner.invoke(app, ["sweep", "regression-workflows", "--grid", "task.T=20,40", *(arg for s in BASE for arg in ("--set", s)), "--replicates", "5", "--out", str(sweep_dir), "--workers", "1", "--cell-figures"])
     assert result.exit_code == 0, result.output
+    assert len(list((sweep_dir / "cells").rglob("figure.png"))) == 2
     assert "task.T=40" in result.output and "finished" in result.output and "accumulate" in result.output
     synthloop.run("regression-workflows", overrides=BASE, replicates=4, out=tmp_path / "runs" / "single")
     listed = runner.invoke(app, ["runs", str(tmp_path / "runs")])

@@ -277,3 +277,50 @@ def test_value_errors(call, match):
 def test_docstring_examples():
     result = doctest.testmod(th, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_asymptotic_accuracy_boundary_is_up_to_rounding():
+    """p = p* computed in floating point (0.75 for (0.9, 0.3)) is the boundary, not a side of it."""
+    from synthloop.theory.verification import asymptotic_accuracy, breakdown_point
+
+    assert np.isnan(asymptotic_accuracy(0.75, 0.9, 0.3))
+    assert np.isnan(asymptotic_accuracy(breakdown_point(0.7, 0.2), 0.7, 0.2))
+    np.testing.assert_array_equal(asymptotic_accuracy([0.75 - 1e-9, 0.75 + 1e-9], 0.9, 0.3), [1.0, 0.0])
+
+
+def test_theory_verification_command():
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+    from synthloop.theory.verification import supervised_pruner_rates
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["theory", "verification", "--theta-gen", "0.8", "--theta-prune", "0.3", "--d", "100"])
+    assert result.exit_code == 0, result.output
+    rates = supervised_pruner_rates(0.8, 0.3, 0.15 / np.sqrt(1 + 0.15**2), 100)
+    assert f"{float(rates.phi):.6g}" in result.output and f"{float(rates.psi):.6g}" in result.output
+    assert "p < p*: training on the curated data is predicted to recover" in result.output
+    result = runner.invoke(app, ["theory", "verification", "--p", "0.6", "--phi", "0.5", "--psi", "0.9"])
+    assert result.exit_code == 0 and "0.357143" in result.output and "p > p*" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["verification"], "give either --theta-gen and --theta-prune"),
+        (["verification", "--theta-gen", "0.8"], "--theta-prune is required with the angles of a supervised pruner"),
+        (["verification", "--p", "0.2", "--phi", "0.9"], "--psi is required with --p, --phi and --psi"),
+        (["verification", "--p", "2", "--phi", "1", "--psi", "1"], r"--p must be a probability in \[0, 1\]; got 2.0"),
+        (["verification", "--theta-gen", "0.8", "--theta-prune", "0.3", "--theta", "2"], "theta must satisfy"),
+        (["regression", "--theta-gen", "1"], "--theta-gen applies to `synthloop theory verification`, not to task 'regression'"),
+    ],
+)
+def test_theory_verification_command_errors(args, message):
+    import re
+
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    result = CliRunner().invoke(app, ["theory", *args])
+    assert result.exit_code == 2 and re.search(message, result.output), result.output

@@ -19,7 +19,7 @@ import pandas as pd
 from . import report, seeding
 from .experiment import Experiment, load_experiment
 from .loop import GenerationRecord, run_loop
-from .store import RunStore, generations_frame, metrics_frame
+from .store import RunStore, generations_frame, metrics_frame, read_failed, read_parquet
 from .validation import ConfigError
 
 ProgressCallback = Callable[[str, GenerationRecord], None]
@@ -32,7 +32,7 @@ def theory_frame(experiment: Experiment) -> tuple[pd.DataFrame, dict[str, str]]:
     for workflow in experiment.workflows:
         if experiment.verifier is not None:
             # Every theory curve here assumes all synthetic rows enter the pool.
-            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.name}, keep={experiment.verifier.keep:g})"
+            notes[workflow.key] = f"no theory under a verifier ({experiment.verifier.describe()})"
             continue
         predicted = task.theory(workflow, experiment.generations)
         if predicted.note:
@@ -66,9 +66,12 @@ class Run:
     theory_notes : dict
         Why a workflow has no theory curve, where it has none.
     status : str
-        ``"finished"`` or ``"interrupted"``.
+        ``"finished"``, ``"stopped"`` (a workflow diverged or tripped a guard) or ``"interrupted"``.
     path : Path or None
         The run directory (None for a run kept in memory).
+    stopped : dict
+        Per workflow that stopped early: ``{"generation": g, "reason": …}``, g its last kept
+        generation.
     """
 
     experiment: Experiment
@@ -78,6 +81,7 @@ class Run:
     theory_notes: dict[str, str] = field(default_factory=dict)
     status: str = "finished"
     path: Path | None = None
+    stopped: dict[str, dict] = field(default_factory=dict)
 
     @property
     def metric(self) -> str:
@@ -89,7 +93,7 @@ class Run:
         for workflow, note in self.theory_notes.items():
             by_note.setdefault(note, []).append(workflow)
         notes = "; ".join(f"{', '.join(workflows)}: {note}" for note, workflows in by_note.items())
-        verifier = "" if e.verifier is None else f"; verifier {e.verifier.name} keeping {e.verifier.keep:.0%} of each generation's rows"
+        verifier = "" if e.verifier is None else f"; verifier {e.verifier.describe()}"
         return (
             f"{e.build_task().describe()}{verifier} — {e.replicates} replicates, seed {e.seed}; "
             "band: 95% CI of the mean over replicates; dashed: theory, dotted: bound"
@@ -103,7 +107,12 @@ class Run:
     def figure(self, metric: str | None = None, scale: str | None = None):
         """The metric vs generation figure (matplotlib Figure); ``scale`` is both, linear or log."""
         metric = metric or self.metric
-        labels = self.experiment.build_task().metric_labels
+        task = self.experiment.build_task()
+        labels = task.metric_labels
+        if metric == self.metric and len(report.curve_points(self.metrics)):
+            # Curves measured inside a generation (metrics named "<series>@<n>") are what the run is for.
+            return report.curve_figure(self.metrics, self.theory, xlabel=task.curve_labels[0], ylabel=task.curve_labels[1], marks=task.curve_marks(),
+                                       title=self.experiment.description or self.experiment.name, caption=self.caption())
         return report.figure(
             self.metrics,
             self.theory,
@@ -117,7 +126,10 @@ class Run:
     def table(self, metric: str | None = None):
         """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
         metric = metric or self.metric
-        labels = self.experiment.build_task().metric_labels
+        task = self.experiment.build_task()
+        labels = task.metric_labels
+        if metric == self.metric and len(report.curve_points(self.metrics)):
+            return report.curve_table(self.metrics, self.theory, xlabel=task.curve_labels[0].split(":")[0], title=f"{self.experiment.name}: {task.curve_labels[1]}")
         return report.table(self.metrics, self.theory, metric=metric, title=f"{self.experiment.name}: {labels.get(metric, metric)}")
 
     def summary(self) -> dict:
@@ -136,6 +148,8 @@ class Run:
             entry["theory"] = {kind: float(v) for kind, v in predicted[["kind", "value"]].itertuples(index=False)}
             if key in self.theory_notes:
                 entry["theory_note"] = self.theory_notes[key]
+            if key in self.stopped:
+                entry["stopped"] = self.stopped[key]
             cost = self.generations[self.generations["workflow"] == key]
             entry["wall_time_s"] = float(cost["wall_time_s"].sum()) if len(cost) else 0.0
             workflows[key] = entry
@@ -173,11 +187,14 @@ def run(
     overrides: list[str] | dict[str, Any] | None = None,
     overwrite: bool = False,
     on_generation: ProgressCallback | None = None,
+    figure: bool = True,
 ) -> Run:
     """Run an experiment (an :class:`Experiment`, a preset name or a TOML file).
 
     With ``out``, results go to that run directory, which is resumed if it holds an
-    interrupted run of the same experiment. Without it, nothing is written.
+    interrupted run of the same experiment. Without it, nothing is written. ``figure=False``
+    skips drawing ``figure.png``/``.svg`` (most of a small run's wall time; sweeps draw figures
+    across cells instead, and ``synthloop report DIR`` redraws one from the files at any time).
     """
     experiment = _resolve(experiment, overrides, replicates, seed)
     store = RunStore(out) if out is not None else None
@@ -185,6 +202,7 @@ def run(
         store.prepare(experiment, overwrite=overwrite)
     task = experiment.build_task()
     records: dict[str, list[GenerationRecord]] = {}
+    stopped: dict[str, dict] = {}
     shared_real: list = []
 
     def sample_real():
@@ -202,16 +220,20 @@ def run(
             generations=experiment.generations,
             replicates=experiment.replicates,
             seed=experiment.seed,
-            checkpoint=store.checkpoint(workflow.key) if store is not None else None,
+            checkpoint=store.checkpoint(workflow.key, experiment) if store is not None else None,
             on_generation=callback,
             sample_real=sample_real,
             verifier=experiment.verifier,
+            guards=experiment.guard or (),
+            on_stop=lambda info, key=workflow.key: stopped.__setitem__(key, info),
         )
     theory, notes = theory_frame(experiment)
-    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "finished", store.path if store else None)
+    status = "stopped" if stopped else "finished"
+    result = Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, status, store.path if store else None, stopped)
     if store is not None:
         store.write_frames({"metrics": result.metrics, "generations": result.generations, "theory": result.theory})
         store.write_summary(result.summary())
+    if store is not None and figure:
         import matplotlib.pyplot as plt
 
         fig = result.figure()
@@ -226,21 +248,31 @@ def load(path: str | Path) -> Run:
     experiment = store.read_experiment()
     metrics_path = store.path / "metrics.parquet"
     summary_path = store.path / "summary.json"
+    # Results are rewritten from the checkpoints by running the same experiment into the directory.
+    remedy = f"delete it and run the same command (or synthloop.run) with --out {store.path} to rewrite it from the checkpoints"
     if metrics_path.exists() and summary_path.exists():
-        summary = json.loads(summary_path.read_text())
+        try:
+            summary = json.loads(summary_path.read_text())
+            workflows = summary["workflows"]
+            notes = {k: v["theory_note"] for k, v in workflows.items() if "theory_note" in v}
+            stopped = {k: v["stopped"] for k, v in workflows.items() if "stopped" in v}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise read_failed(summary_path, error, remedy) from None
         if summary.get("generations") == experiment.generations:
-            notes = {k: v["theory_note"] for k, v in summary["workflows"].items() if "theory_note" in v}
             return Run(
                 experiment,
-                pd.read_parquet(metrics_path),
-                pd.read_parquet(store.path / "generations.parquet"),
-                pd.read_parquet(store.path / "theory.parquet"),
+                read_parquet(metrics_path, remedy),
+                read_parquet(store.path / "generations.parquet", remedy),
+                read_parquet(store.path / "theory.parquet", remedy),
                 notes,
-                "finished",
+                "stopped" if stopped else "finished",
                 store.path,
+                stopped,
             )
-    records = {w.key: store.checkpoint(w.key).records() for w in experiment.workflows}
+    checkpoints = {w.key: store.checkpoint(w.key, experiment) for w in experiment.workflows}
+    records = {key: checkpoint.records() for key, checkpoint in checkpoints.items()}
+    stopped = {key: info for key, checkpoint in checkpoints.items() if (info := checkpoint.stopped()) is not None}
     if not any(records.values()):
         raise ConfigError(f"{store.path} holds no finished generation yet")
     theory, notes = theory_frame(experiment)
-    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path)
+    return Run(experiment, metrics_frame(records), generations_frame(records), theory, notes, "interrupted", store.path, stopped)

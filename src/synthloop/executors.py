@@ -71,6 +71,23 @@ def _environment(values: dict[str, str]):
                 os.environ[key] = old
 
 
+@contextmanager
+def _sigint_ignored():
+    """Workers spawned meanwhile start with Ctrl-C ignored (an ignored signal survives exec): a
+    Ctrl-C reaches the whole process group, and the parent, not each worker, decides what it means."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class LocalExecutor(Executor):
     """A ``ProcessPoolExecutor`` with the *spawn* start method and single-threaded BLAS in workers.
 
@@ -95,7 +112,7 @@ class LocalExecutor(Executor):
             def submit_one():
                 nonlocal next_job
                 index = next_job
-                with _environment(SINGLE_THREAD_ENV):
+                with _environment(SINGLE_THREAD_ENV), _sigint_ignored():
                     future = pool.submit(fn, *jobs[index])
                 pending[future] = index
                 next_job += 1
@@ -113,6 +130,13 @@ class LocalExecutor(Executor):
                     if next_job < len(jobs):
                         submit_one()
                     yield index, result
+        except (KeyboardInterrupt, GeneratorExit):
+            # Ctrl-C, or the caller stopped reading: end the running jobs now rather than wait for
+            # them (a sweep cell's checkpoints keep its finished generations). The pool has no
+            # public way to do this before Python 3.14's terminate_workers().
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

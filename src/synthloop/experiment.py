@@ -6,6 +6,10 @@ from the defaults; any TOML file works the same way. Overrides use dotted keys
 (``task.d=32``, ``workflows[2].budget=50``) with TOML values (``task.sigma=0.5``,
 ``workflows=["replace","accumulate"]``; a bare word is a string). Everything is validated
 here, once, before any work starts; every problem is one line naming the key.
+
+Every TOML file synthloop writes (a run's ``config.toml``, ``synthloop config``) starts with
+``synthloop_format``, the version of this layout; a file of a newer format is refused rather
+than misread, and a file without the key is format 1.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import tomli_w
 from pydantic import (
     Field,
@@ -27,7 +32,7 @@ from pydantic import (
 )
 
 from .tasks import TASKS, Task, TaskConfig, resolve_task
-from .validation import ConfigError, Integer, StrictModel, validate
+from .validation import ConfigError, Integer, Real, StrictModel, validate
 from .verifiers import VERIFIERS, VerifierConfig
 from .workflows import WORKFLOWS, WorkflowConfig
 
@@ -37,6 +42,62 @@ class ReportConfig(StrictModel):
 
     metric: str | None = Field(default=None, description="metric to plot; default: the task's primary metric")
     scale: Literal["both", "linear", "log"] = Field(default="both", description="y axis: linear and log panels, or one")
+
+
+#: Version of the config layout written by ``Experiment.to_toml``; raise it when a file written
+#: now would be misread by an older synthloop.
+FORMAT_VERSION = 1
+FORMAT_KEY = "synthloop_format"
+
+
+def check_format(data: dict, origin: str) -> dict:
+    """``data`` without its format key; a ConfigError if a newer synthloop wrote it."""
+    if not isinstance(data, dict) or FORMAT_KEY not in data:
+        return data
+    data = dict(data)
+    version = data.pop(FORMAT_KEY)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{origin}: {FORMAT_KEY} must be a positive integer; got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ConfigError(
+            f"{origin} was written by a newer synthloop ({FORMAT_KEY} = {version}; this version reads up to "
+            f"{FORMAT_VERSION}); upgrade synthloop (pip install -U synthloop) to use it"
+        )
+    return data
+
+
+class GuardConfig(StrictModel):
+    """Stop a workflow when the replicate mean of ``metric`` leaves a range.
+
+    ``max_ratio = k`` stops it once the mean exceeds k × its generation-0 mean; ``max`` and
+    ``min`` are absolute limits. The generation that trips a guard is kept; the reason is
+    recorded in the run.
+    """
+
+    metric: str = Field(description="a metric of the task (see its metric_labels)")
+    max_ratio: Real(0, None, lo_open=True) | None = Field(default=None, description="stop when mean > max_ratio × generation 0's mean")
+    max: Real() | None = Field(default=None, description="stop when mean > max")
+    min: Real() | None = Field(default=None, description="stop when mean < min")
+
+    @model_validator(mode="after")
+    def _some_limit(self):
+        if self.max_ratio is None and self.max is None and self.min is None:
+            raise ValueError("needs at least one of max_ratio, max, min")
+        return self
+
+    def check(self, metrics: dict, baseline: dict) -> str | None:
+        """Why this guard stops the workflow at ``metrics`` (generation 0's in ``baseline``), or None."""
+        if self.metric not in metrics:
+            raise ConfigError(f"guard metric {self.metric!r} is not a metric of this run; metrics: {sorted(metrics)}")
+        mean = float(np.nanmean(metrics[self.metric])) if np.isfinite(metrics[self.metric]).any() else float("nan")
+        first = float(np.nanmean(baseline[self.metric])) if np.isfinite(baseline[self.metric]).any() else float("nan")
+        if self.max_ratio is not None and mean > self.max_ratio * first:
+            return f"mean {self.metric} {mean:.4g} > {self.max_ratio:g} × generation 0's {first:.4g}"
+        if self.max is not None and mean > self.max:
+            return f"mean {self.metric} {mean:.4g} > max {self.max:g}"
+        if self.min is not None and mean < self.min:
+            return f"mean {self.metric} {mean:.4g} < min {self.min:g}"
+        return None
 
 
 def _default_workflows() -> list[dict]:
@@ -55,6 +116,7 @@ class Experiment(StrictModel):
     replicates: Integer(1, 1_000_000) = 100
     seed: Integer(0, 2**63 - 1) = 0
     report: ReportConfig = Field(default_factory=ReportConfig)
+    guard: list[GuardConfig] | None = Field(default=None, description="stopping rules, [[guard]] tables; none by default")
 
     @field_validator("task", mode="before")
     @classmethod
@@ -104,7 +166,9 @@ class Experiment(StrictModel):
                 raise ValueError(f"verifier.name 'model' needs a judge model, which task {self.task.name!r} does not define")
             if self.verifier.needs_confidence and not task.has_confidence:
                 raise ValueError(f"verifier.name 'self' needs the model's confidence, which task {self.task.name!r} does not define")
-            kept_size = max(1, round(self.verifier.keep * task.synthetic_size))
+            if self.verifier.candidates > 1 and not task.has_candidates:
+                raise ValueError(f"verifier.selection 'best-of-k' needs several candidate labels per input, which task {self.task.name!r} does not synthesize")
+            kept_size = self.verifier.kept_size(task.synthetic_size)
         for i, workflow in enumerate(self.workflows):
             problem = workflow.size_problem(task.real_size, kept_size)
             if problem:
@@ -118,6 +182,12 @@ class Experiment(StrictModel):
                     )
         if self.report.metric is not None and task.metric_labels and self.report.metric not in task.metric_labels:
             raise ValueError(f"report.metric must be one of {sorted(task.metric_labels)}; got {self.report.metric!r}")
+        known = set(task.metric_labels)
+        if self.verifier is not None and task.knows_truth:
+            known |= {"verifier_p", "verifier_phi", "verifier_psi", "verifier_p_star", "verifier_kept_error"}
+        for i, guard in enumerate(self.guard or ()):
+            if task.metric_labels and guard.metric not in known:
+                raise ValueError(f"guard[{i}].metric must be one of {sorted(known)}; got {guard.metric!r}")
         return self
 
     def build_task(self) -> Task:
@@ -127,13 +197,14 @@ class Experiment(StrictModel):
         return self.model_dump(mode="json", exclude_none=True)
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+        return tomli_w.dumps({FORMAT_KEY: FORMAT_VERSION, **self.to_dict()})
 
     @classmethod
     def from_dict(cls, data: dict, base_dir: Path | None = None) -> "Experiment":
         """Validate ``data`` (as read from TOML) with user task files resolved against ``base_dir``."""
         if not isinstance(data, dict):
             raise ConfigError(f"an experiment must be a table; got {type(data).__name__}")
+        data = check_format(data, "this config")
         return validate(cls, data, context={"base_dir": base_dir}, tags=frozenset(WORKFLOWS) | frozenset(VERIFIERS))
 
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> "Experiment":
@@ -158,14 +229,18 @@ def read_toml(name_or_path: str | Path) -> tuple[dict, Path | None]:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"{path}: no such file")
-        text, origin, base_dir = path.read_text(), str(path), path.resolve().parent
+        try:
+            text, origin, base_dir = path.read_text(), str(path), path.resolve().parent
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+            raise ConfigError(f"{path}: cannot read it ({reason})") from None
     else:
         resource = resources.files("synthloop.presets") / f"{name_or_path}.toml"
         if not resource.is_file():
             raise ConfigError(f"{name_or_path!r} is neither a preset nor a file; presets: {', '.join(list_presets())}")
         text, origin, base_dir = resource.read_text(), f"preset {name_or_path}", None
     try:
-        return tomllib.loads(text), base_dir
+        return check_format(tomllib.loads(text), origin), base_dir
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{origin}: invalid TOML: {error}") from None
 

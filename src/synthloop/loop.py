@@ -15,13 +15,18 @@
 After every finished generation the loop hands its whole state (pool, model, generator
 states, records) to a checkpoint, so a run killed at any point resumes after its last finished
 generation and ends with exactly the numbers of an uninterrupted run.
+
+A workflow stops early when its model diverges — a metric of ``task.evaluate`` is NaN, or its
+primary metric infinite, in some replicate; that generation is dropped and the last good one
+kept — or when a guard of the experiment trips (the generation that trips it is kept). The
+reason goes to ``checkpoint.stop`` and ``on_stop``; a resumed stopped workflow stays stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +35,7 @@ import numpy as np
 from . import seeding
 from .pool import Pool, Source, TrainingSet
 from .tasks.base import Task
-from .verifiers import Candidates, Verifier, verification_metrics
+from .verifiers import Candidates, Verifier, selection_metrics, verification_metrics
 from .workflows import Workflow
 
 log = logging.getLogger(__name__)
@@ -70,12 +75,44 @@ class LoopState:
     pool: Pool
     rng_states: list[dict]
     records: list[GenerationRecord] = field(default_factory=list)
+    stopped: dict | None = None  # {"generation": g, "reason": …} once the workflow stopped early
 
 
 class Checkpoint(Protocol):
     def load(self) -> LoopState | None: ...
 
     def save(self, state: LoopState) -> None: ...
+
+    def stop(self, stopped: dict) -> None: ...
+
+
+class Guard(Protocol):
+    """A stopping rule on one metric (``experiment.GuardConfig``)."""
+
+    def check(self, metrics: dict[str, np.ndarray], baseline: dict[str, np.ndarray]) -> str | None: ...
+
+
+def divergence(metrics: dict[str, np.ndarray], generation: int, primary: str) -> str | None:
+    """Why the model of ``generation`` diverged, or None: a NaN metric, or an infinite primary one.
+
+    Other metrics may be infinite by definition (a Gaussian's KL once its covariance is singular).
+    """
+    for metric, values in metrics.items():
+        values = np.asarray(values, dtype=float)  # (R,)
+        bad = np.isnan(values) | (np.isinf(values) if metric == primary else False)
+        if bad.any():
+            kind = "NaN or infinite" if metric == primary else "NaN"
+            return f"diverged at generation {generation}: {metric} is {kind} in {int(bad.sum())} of {bad.size} replicates"
+    return None
+
+
+def guard_trips(guards: Sequence[Guard], records: list[GenerationRecord]) -> str | None:
+    """Why a guard stops the workflow after the last of ``records`` (compared with generation 0), or None."""
+    for guard in guards:
+        reason = guard.check(records[-1].metrics, records[0].metrics)
+        if reason:
+            return f"guard at generation {records[-1].generation}: {reason}"
+    return None
 
 
 def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs, previous=None) -> tuple[Any, np.ndarray]:
@@ -87,18 +124,21 @@ def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs, prev
     return model, training.composition()
 
 
-def _verify(task: Task, verifier: Verifier | None, model, data, real, n: int, rngs) -> tuple[Any, int, dict]:
-    """The kept rows, their count, and the verification metrics (empty without a verifier)."""
+def _verify(task: Task, verifier: Verifier | None, model, inputs, real, n: int, rngs) -> tuple[Any, int, dict]:
+    """Synthesize the generation's rows and keep what the verifier selects: the kept rows, their
+    count, and the verification metrics (empty without a verifier)."""
     if verifier is None:
-        return data, n, {}
-    correct = task.correct(data, real) if task.knows_truth else None  # (R, n)
-    candidates = Candidates(task, model, data, real, rngs, n, correct)
+        return task.synthesize(model, inputs, n, rngs), n, {}
+    k = verifier.candidates
+    data = task.synthesize(model, inputs, n, rngs) if k == 1 else task.synthesize_candidates(model, inputs, n, k, rngs)
+    correct = task.correct(data, real) if task.knows_truth else None  # (R, n·k)
+    candidates = Candidates(task, model, data, real, rngs, n * k, correct, k)
     index = verifier.select(verifier.score(candidates), rngs)  # (R, m)
-    metrics = {}
+    kept = np.zeros((index.shape[0], n * k), dtype=bool)
+    np.put_along_axis(kept, index, True, axis=1)
+    metrics = selection_metrics(kept, k)
     if correct is not None:
-        kept = np.zeros(correct.shape, dtype=bool)
-        np.put_along_axis(kept, index, True, axis=1)
-        metrics = verification_metrics(correct, kept)
+        metrics.update(verification_metrics(correct, kept))
     return task.take_rows(data, index), index.shape[1], metrics
 
 
@@ -113,6 +153,8 @@ def run_loop(
     on_generation: Callable[[GenerationRecord], None] | None = None,
     sample_real: Callable[[], Any] | None = None,
     verifier: Verifier | None = None,
+    guards: Sequence[Guard] = (),
+    on_stop: Callable[[dict], None] | None = None,
 ) -> list[GenerationRecord]:
     """Run ``generations`` rounds of ``workflow`` on ``task`` and return one record per generation.
 
@@ -123,7 +165,19 @@ def run_loop(
     saves drawing and factorizing the same data once per workflow. A ``verifier`` keeps a share
     of each generation's synthetic rows before they enter the pool; where the task knows the
     truth, the record adds the verification metrics (p, φ, ψ, p*) of that generation's data.
+    ``guards`` may stop the workflow early (see the module docstring); ``on_stop`` then receives
+    ``{"generation": g, "reason": …}``, g being the last generation kept.
     """
+
+    def stop(generation: int, reason: str) -> list[GenerationRecord]:
+        stopped = {"generation": generation, "reason": reason}
+        log.info("%s stopped: %s", workflow.key, reason)
+        if checkpoint is not None:
+            checkpoint.stop(stopped)
+        if on_stop is not None:
+            on_stop(stopped)
+        return records
+
     state = checkpoint.load() if checkpoint is not None else None
     if state is None:
         start = time.perf_counter()
@@ -134,6 +188,10 @@ def run_loop(
         pool = Pool([Source(0, real, task.real_size, task.statistics(real))])
         model, composition = _fit(task, workflow, pool, 0, rngs)
         records = [GenerationRecord(0, task.evaluate(model, real), time.perf_counter() - start, 0, 0, composition)]
+        reason = divergence(records[0].metrics, 0, task.primary_metric)
+        if reason:
+            records = []
+            return stop(-1, reason)
         if checkpoint is not None:
             checkpoint.save(LoopState(0, model, pool, seeding.generator_states(rngs), records))
         first = 1
@@ -145,19 +203,32 @@ def run_loop(
     if on_generation is not None:
         for record in records:
             on_generation(record)
+    if state is not None and state.stopped is not None:
+        if on_stop is not None:
+            on_stop(state.stopped)
+        return records
+    reason = guard_trips(guards, records) if len(records) > 1 else None  # a kill may have come before the stop was saved
+    if reason:
+        return stop(records[-1].generation, reason)
 
     for g in range(first, generations + 1):
         start = time.perf_counter()
         n = workflow.synthetic_size(g, task.synthetic_size)
         inputs = task.sample_inputs(real, n, rngs)
-        data = task.synthesize(model, inputs, n, rngs)
-        data, kept, verified = _verify(task, verifier, model, data, real, n, rngs)
+        data, kept, verified = _verify(task, verifier, model, inputs, real, n, rngs)
         pool.add(Source(g, data, kept, task.statistics(data)))
         model, composition = _fit(task, workflow, pool, g, rngs, previous=model)
-        record = GenerationRecord(g, {**task.evaluate(model, real), **verified}, time.perf_counter() - start, n, kept, composition)
+        evaluated = task.evaluate(model, real)
+        reason = divergence(evaluated, g, task.primary_metric)  # verification metrics may be NaN by design (no wrong row)
+        if reason:
+            return stop(g - 1, reason)
+        record = GenerationRecord(g, {**evaluated, **verified}, time.perf_counter() - start, n, kept, composition)
         records.append(record)
         if checkpoint is not None:
             checkpoint.save(LoopState(g, model, pool, seeding.generator_states(rngs), records))
         if on_generation is not None:
             on_generation(record)
+        reason = guard_trips(guards, records)
+        if reason:
+            return stop(g, reason)
     return records

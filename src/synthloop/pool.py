@@ -74,29 +74,39 @@ class Pool:
 
     def __init__(self, sources: list[Source] | None = None, total=None):
         """``total``: the running sum of statistics, when the sources no longer hold theirs."""
-        self.sources: list[Source] = []
-        self._total = None
+        self.sources: list[Source] = list(sources or [])
+        # The running total is folded in lazily, when first read: a task may synthesize
+        # statistics on demand (gaussian), and a workflow that never reads them must not force them.
+        self._total = total
+        self._folded = len(self.sources) if total is not None else 0  # sources summed into _total
+        self._tracking = True  # False once a workflow is known to read rows, never the total
         self._stacks: dict[str, tuple[np.ndarray, int, int]] = {}  # field -> (buffer, sources in, rows in)
-        for source in sources or []:
-            self.add(source)
-        if total is not None:
-            self._total = total
 
     @property
     def total(self):
         """The running sum of every source's statistics (None when not kept)."""
+        if not self._tracking:
+            return None
+        for source in self.sources[self._folded :]:
+            if source.statistics is not None:
+                self._total = source.statistics if self._total is None else self._total + source.statistics
+        self._folded = len(self.sources)
         return self._total
 
     def add(self, source: Source) -> None:
         self.sources.append(source)
-        if source.statistics is not None:
-            self._total = source.statistics if self._total is None else self._total + source.statistics
 
     def forget(self, keep_history: bool, keep_rows: bool, keep_source_statistics: bool = True) -> None:
         """Drop what no later mixture can read: every synthetic source's data when only the
-        newest source is ever used, the rows of sources whose statistics suffice, and the
-        per-source statistics when only their running total is read. Provenance (generation,
-        size) stays; the real data always stay."""
+        newest source is ever used, the rows of sources whose statistics suffice, the running
+        total when mixtures draw rows, and the per-source statistics when only their running
+        total is read. Provenance (generation, size) stays; the real data always stay."""
+        if not keep_history:
+            self._total, self._folded = None, len(self.sources)
+        elif keep_rows:
+            self._total, self._tracking = None, False
+        elif not keep_source_statistics:
+            self.total  # fold every source in before their statistics go
         released = False
         for source in self.sources[1:]:
             if not keep_history and (source.data is not None or source.statistics is not None):
@@ -106,8 +116,6 @@ class Pool:
                 source.data, released = None, True
             if not keep_source_statistics and source.data is None and self._total is not None:
                 source.statistics = None
-        if not keep_history:
-            self._total = None
         if released:
             self._stacks.clear()
 
@@ -131,8 +139,8 @@ class Pool:
         if len(used) == 0:
             raise ValueError("a mixture must take at least one source")
         first = weights[used[0]]
-        if len(used) == len(self.sources) and np.all(weights == first) and self._total is not None:
-            return self._total if first == 1 else self._total * float(first)
+        if len(used) == len(self.sources) and np.all(weights == first) and (total := self.total) is not None:
+            return total if first == 1 else total * float(first)
         total = None
         for j in used:
             stats = self.sources[j].statistics
@@ -171,10 +179,12 @@ class Pool:
 
     def __getstate__(self):
         # The stacked buffers are a cache; they are rebuilt on demand after a restore.
-        return {"sources": self.sources}
+        return {"sources": self.sources, "total": self._total, "folded": self._folded, "tracking": self._tracking}
 
     def __setstate__(self, state):
         self.__init__(state["sources"])
+        self._total, self._folded = state.get("total"), state.get("folded", 0)
+        self._tracking = state.get("tracking", True)
 
 
 @dataclass

@@ -110,6 +110,7 @@ def table(metrics: pd.DataFrame, theory: pd.DataFrame | None, *, metric: str, ti
     predicted = {}
     if theory is not None and len(theory):
         exact = theory[(theory["metric"] == metric) & (theory["kind"] != "bound")]
+        exact = exact.sort_values("kind", key=lambda kind: kind != "asymptotic", kind="stable")  # exact wins a tie
         predicted = {(w, g): v for w, g, v in exact[["workflow", "generation", "value"]].itertuples(index=False)}
     out = Table(title=title or None, caption=caption or None, box=box.SIMPLE_HEAD)
     out.add_column("generation", justify="right")
@@ -128,5 +129,102 @@ def table(metrics: pd.DataFrame, theory: pd.DataFrame | None, *, metric: str, ti
                 row.append("")
             value = predicted.get((workflow, g))
             row.append("—" if value is None or np.isnan(value) else f"{value:.4g}")
+        out.add_row(*row)
+    return out
+
+
+def curve_points(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The metrics named ``"<series>@<n>"`` — points of a curve over ``n`` measured inside one
+    generation — split into columns series and n, at each workflow's last generation. Works on a
+    theory frame too (same columns)."""
+    named = metrics[metrics["metric"].str.contains("@", regex=False)]
+    if named.empty:
+        return named.assign(series=pd.Series(dtype=str), n=pd.Series(dtype=float))
+    last = named.groupby("workflow")["generation"].transform("max")
+    named = named[named["generation"] == last]
+    parts = named["metric"].str.rsplit("@", n=1, expand=True)
+    return named.assign(series=parts[0], n=pd.to_numeric(parts[1], errors="coerce")).dropna(subset=["n"])
+
+
+def curve_figure(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, xlabel: str, ylabel: str,
+                 marks: dict[str, float] | None = None, title: str | None = None, caption: str | None = None):
+    """Curves over ``n`` from metrics named ``"<series>@<n>"`` (see :func:`curve_points`): one
+    colour per series, mean over replicates with a 95% band; a series named ``clean`` (the
+    baseline) is drawn black and dashed. Theory for the same names is drawn in the series'
+    colour in its kind's line style; ``marks`` (series → x, e.g. a breakdown point) are vertical
+    dotted lines. ``n`` is log-scaled when it is at least 1 and spans more than a factor of 20 (sizes,
+not probabilities). Replicates where a
+    point is undefined (NaN) are left out of that point; a point with no replicate is not drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    points = curve_points(metrics).dropna(subset=["value"])
+    workflows = list(pd.unique(points["workflow"]))
+    fig, axes = plt.subplots(1, max(1, len(workflows)), figsize=(6.4 * max(1, len(workflows)), 4.6), squeeze=False)
+    for ax, workflow in zip(axes[0], workflows):
+        rows = points[points["workflow"] == workflow]
+        data = rows.groupby(["series", "n"], sort=False)["value"].agg(mean="mean", std="std", count="count").reset_index()
+        t = stats.t.ppf(0.975, np.maximum(data["count"] - 1, 1))
+        data["ci95"] = np.where(data["count"] > 1, t * data["std"].fillna(0.0) / np.sqrt(data["count"]), np.nan)
+        predicted = curve_points(theory[theory["workflow"] == workflow]) if theory is not None and len(theory) else None
+        colors = iter(COLORS)
+        for series in pd.unique(rows["series"]):
+            curve = data[data["series"] == series].sort_values("n")
+            color, style = ("black", "--") if series == "clean" else (next(colors, "0.5"), "-")
+            ax.plot(curve["n"], curve["mean"], color=color, ls=style, marker="o", ms=3, lw=1.6, label=f"{series} (measured)")
+            if curve["ci95"].notna().any():
+                ax.fill_between(curve["n"], curve["mean"] - curve["ci95"], curve["mean"] + curve["ci95"], color=color, alpha=0.15, lw=0)
+            if predicted is not None:
+                for kind, line in predicted[predicted["series"] == series].groupby("kind", sort=False):
+                    line = line.sort_values("n")
+                    ax.plot(line["n"], line["value"], color=color, lw=1.2, ls=THEORY_STYLE.get(kind, "--"), label=f"{series} theory ({kind})")
+            if marks and series in marks and np.isfinite(marks[series]):
+                ax.axvline(marks[series], color=color, lw=1, ls=":", label=f"{series}: p* = {marks[series]:.3g}")
+        counts = rows["n"]
+        log = bool(len(counts)) and counts.min() >= 1 and counts.max() / counts.min() > 20
+        ax.set(xscale="log" if log else "linear", xlabel=xlabel, ylabel=ylabel)
+        if len(workflows) > 1:
+            ax.set_title(workflow, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if title:
+        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
+    if caption:
+        fig.text(0.01, 0.0, "\n".join(textwrap.fill(line, 150) for line in caption.splitlines()), fontsize=8, va="top")
+    fig.tight_layout()
+    return fig
+
+
+def curve_table(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, xlabel: str = "n", title: str = ""):
+    """A rich table of the curves of :func:`curve_figure`: one row per ``n``, per series the mean
+    ± 95% CI over replicates (and the theory value where there is one)."""
+    from rich import box
+    from rich.table import Table
+
+    points = curve_points(metrics).dropna(subset=["value"])
+    predicted = curve_points(theory) if theory is not None and len(theory) else None
+    out = Table(title=title or None, box=box.SIMPLE_HEAD)
+    out.add_column(xlabel, justify="right")
+    series = list(pd.unique(points["series"]))
+    grouped = points.groupby(["series", "n"])["value"]
+    stats_ = grouped.agg(mean="mean", std="std", count="count")
+    for name in series:
+        out.add_column(f"{name}\n(± 95% CI)", justify="right")
+        if predicted is not None and (predicted["series"] == name).any():
+            out.add_column("theory", justify="right", style="dim")
+    for n in sorted(pd.unique(points["n"])):
+        row = [f"{n:g}"]
+        for name in series:
+            if (name, n) in stats_.index:
+                m = stats_.loc[(name, n)]
+                half = stats.t.ppf(0.975, max(m["count"] - 1, 1)) * m["std"] / np.sqrt(m["count"]) if m["count"] > 1 else np.nan
+                row.append(f"{m['mean']:.4g}" + ("" if np.isnan(half) else f"±{half:.2g}"))
+            else:
+                row.append("")
+            if predicted is not None and (predicted["series"] == name).any():
+                value = predicted[(predicted["series"] == name) & (predicted["n"] == n)]["value"]
+                row.append("—" if value.empty or np.isnan(value.iloc[0]) else f"{value.iloc[0]:.4g}")
         out.add_row(*row)
     return out

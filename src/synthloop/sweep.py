@@ -35,11 +35,11 @@ import pandas as pd
 import tomli_w
 
 from .executors import Executor, SerialExecutor
-from .experiment import Experiment, load_experiment, parse_key, parse_value
-from .store import atomic_write, write_parquet
+from .experiment import FORMAT_KEY, FORMAT_VERSION, Experiment, check_format, load_experiment, parse_key, parse_value
+from .store import atomic_write, read_failed, write_parquet
 from .validation import ConfigError
 
-STATUSES = ("finished", "failed", "pending")
+STATUSES = ("finished", "stopped", "failed", "pending")
 
 
 def split_values(text: str) -> list[str]:
@@ -136,7 +136,7 @@ class Sweep:
         return self.base.name
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({"grid": self.grid, "base": self.base.to_dict()})
+        return tomli_w.dumps({FORMAT_KEY: FORMAT_VERSION, "grid": self.grid, "base": self.base.to_dict()})
 
 
 def plan_sweep(
@@ -172,7 +172,7 @@ def plan_sweep(
     return sweep
 
 
-def run_cell(config: dict, cell_dir: str) -> dict:
+def run_cell(config: dict, cell_dir: str, figure: bool = False) -> dict:
     """Run one cell in this process (a pool worker or the parent); never raises for a cell's own failure.
 
     Takes the config as plain data (not an Experiment) so it pickles even for user task files.
@@ -182,11 +182,12 @@ def run_cell(config: dict, cell_dir: str) -> dict:
     started = time.perf_counter()
     try:
         experiment = Experiment.from_dict(config)
-        result = api.run(experiment, out=cell_dir)
+        result = api.run(experiment, out=cell_dir, figure=figure)
         summary = result.summary()
         (Path(cell_dir) / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
         finals = {key: entry.get("mean") for key, entry in summary["workflows"].items()}
-        return {"status": "finished", "error": "", "wall_s": time.perf_counter() - started, "finals": finals, "metric": summary["metric"]}
+        stops = "; ".join(f"{key} {entry['stopped']['reason']}" for key, entry in summary["workflows"].items() if "stopped" in entry)
+        return {"status": result.status, "error": stops, "wall_s": time.perf_counter() - started, "finals": finals, "metric": summary["metric"]}
     except Exception as error:  # noqa: BLE001 — a failing cell is data, not a crash of the sweep
         message = f"{type(error).__name__}: {error}".splitlines()[0]
         try:
@@ -204,13 +205,14 @@ def finished_result(cell: Cell, cell_dir: Path) -> dict | None:
     try:
         summary = json.loads(summary_path.read_text())
         config = tomllib.loads(config_path.read_text())
-    except (OSError, ValueError):
+        config.pop(FORMAT_KEY, None)
+    except (OSError, ValueError, AttributeError):
         return None
-    if summary.get("status") != "finished" or config != cell.experiment.to_dict():
+    if not isinstance(summary, dict) or summary.get("status") not in ("finished", "stopped") or config != cell.experiment.to_dict():
         return None
     finals = {key: entry.get("mean") for key, entry in summary.get("workflows", {}).items()}
     wall = sum(entry.get("wall_time_s", 0.0) for entry in summary.get("workflows", {}).values())
-    return {"status": "finished", "error": "", "wall_s": wall, "finals": finals, "metric": summary.get("metric"), "skipped": True}
+    return {"status": summary["status"], "error": "", "wall_s": wall, "finals": finals, "metric": summary.get("metric"), "skipped": True}
 
 
 def index_frame(sweep: Sweep, results: dict[str, dict]) -> pd.DataFrame:
@@ -240,8 +242,13 @@ def prepare_sweep_dir(sweep: Sweep, out: Path) -> None:
     out = Path(out)
     path = out / "sweep.toml"
     if path.is_file():
-        old = tomllib.loads(path.read_text())
+        try:
+            old = check_format(tomllib.loads(path.read_text()), str(path))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise read_failed(path, error, "restore it, or choose another --out") from None
+        old.pop(FORMAT_KEY, None)
         new = tomllib.loads(sweep.to_toml())
+        new.pop(FORMAT_KEY)
         if old != new:
             differs = sorted(k for k in ("grid", "base") if old.get(k) != new.get(k))
             raise ConfigError(f"{path} holds a different sweep (differs at: {', '.join(differs)}); choose another --out")
@@ -255,7 +262,9 @@ def prepare_sweep_dir(sweep: Sweep, out: Path) -> None:
 EventCallback = Callable[[str, Cell, dict | None], None]
 
 
-def run_sweep(sweep: Sweep, out: str | Path, executor: Executor | None = None, on_event: EventCallback | None = None) -> pd.DataFrame:
+def run_sweep(
+    sweep: Sweep, out: str | Path, executor: Executor | None = None, on_event: EventCallback | None = None, cell_figures: bool = False
+) -> pd.DataFrame:
     """Run every unfinished cell of ``sweep`` into ``out``; return (and write) the index.
 
     ``on_event(kind, cell, result)`` is called with kind ``"skipped"`` (already finished),
@@ -284,7 +293,8 @@ def run_sweep(sweep: Sweep, out: str | Path, executor: Executor | None = None, o
         else:
             todo.append(cell)
     write_parquet(index_frame(sweep, results), out / "index.parquet")
-    jobs = [(cell.experiment.to_dict(), str(out / "cells" / cell.id)) for cell in todo]
+    # Per-cell figures cost more than a small cell's compute; `synthloop report SWEEP` draws across cells.
+    jobs = [(cell.experiment.to_dict(), str(out / "cells" / cell.id), cell_figures) for cell in todo]
 
     def started(i: int) -> None:
         if on_event:
@@ -363,8 +373,8 @@ def _read_run(path: Path) -> RunInfo:
             summary = json.loads(summary_path.read_text())
         except (OSError, ValueError):
             summary = None
-    if summary and summary.get("status") == "finished" and summary.get("generations") == config.get("generations"):
-        status, metric = "finished", summary.get("metric")
+    if isinstance(summary, dict) and summary.get("status") in ("finished", "stopped") and summary.get("generations") == config.get("generations"):
+        status, metric = summary["status"], summary.get("metric")
         finals = {k: v.get("mean") for k, v in summary.get("workflows", {}).items()}
     elif (path / "error.txt").is_file():
         status = "failed"
@@ -388,7 +398,8 @@ def _read_sweep(path: Path) -> RunInfo:
     if (path / "index.parquet").is_file():
         try:
             index = pd.read_parquet(path / "index.parquet", columns=["status"])
-            finished, failed = int((index["status"] == "finished").sum()), int((index["status"] == "failed").sum())
+            finished = int(index["status"].isin(["finished", "stopped"]).sum())  # stopped by a guard: done too
+            failed = int((index["status"] == "failed").sum())
         except (OSError, ValueError, KeyError):  # an unreadable index: show the sweep without counts
             finished = failed = 0
     status = "finished" if finished == cells else ("failed" if failed and finished + failed == cells else "interrupted")

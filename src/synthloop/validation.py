@@ -39,7 +39,7 @@ def Integer(lo: int | None = None, hi: int | None = None):
     allowed = f"an integer {_interval(lo, hi)}"
 
     def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or math.isinf(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
             raise ValueError(f"must be {allowed}")
         value = int(value)
         if (lo is not None and value < lo) or (hi is not None and value > hi):

@@ -5,6 +5,7 @@ A task never knows which workflow runs it. Per generation the loop calls, in ord
     real   = task.sample_real(rngs)                        # generation 0 only
     inputs = task.sample_inputs(real, n, rngs)             # fresh x, the fixed design, or None
     data   = task.synthesize(model, inputs, n, rngs)       # n synthetic rows per replicate
+    data   = task.synthesize_candidates(model, inputs, n, k, rngs)  # instead, under label selection
     model  = task.fit(TrainingSet(pool, mixture), rngs)    # the workflow chose the mixture
     scores = task.evaluate(model, real)                    # {metric: (R,) array}
 
@@ -109,6 +110,30 @@ class Task(ABC):
     @abstractmethod
     def synthesize(self, model: Any, inputs: Any, n: int, rngs: Rngs) -> Any:
         """``n`` synthetic rows per replicate produced by ``model``."""
+
+    def synthesize_candidates(self, model: Any, inputs: Any, n: int, k: int, rngs: Rngs) -> Any:
+        """``k`` independent candidate labels for each of the ``n`` inputs: ``n·k`` rows per
+        replicate, row ``i·k + j`` being candidate ``j`` of input ``i`` (label selection keeps
+        one per input). Tasks that cannot propose several labels per input do not implement it."""
+        raise NotImplementedError(f"task {self.config.name!r} does not synthesize several candidates per input")
+
+    @property
+    def has_candidates(self) -> bool:
+        return type(self).synthesize_candidates is not Task.synthesize_candidates
+
+    @property
+    def curve_labels(self) -> tuple[str, str]:
+        """x and y axis labels of curves measured inside a generation (metrics named ``"<series>@<x>"``)."""
+        return "x", "value"
+
+    def curve_marks(self) -> dict[str, float]:
+        """An x value to mark per series of those curves (e.g. a breakdown point); none by default."""
+        return {}
+
+    def label_distance(self, data: Any, real: Any) -> np.ndarray | None:
+        """How far each synthetic label is from the truth, (R, n) — what the oracle picks the
+        closest candidate by; None (the default) where correctness is all there is."""
+        return None
 
     def correct(self, data: Any, real: Any) -> np.ndarray:
         """Whether each synthetic row is correct, shape (R, n) bool — the ground truth that oracle

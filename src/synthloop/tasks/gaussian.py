@@ -29,20 +29,25 @@ generation, for ``replace`` and ``accumulate`` alike):
   ``S = S_a + S_b + (n_a n_b/n) δδᵀ`` instead of differences of raw sums: raw sums lose ``Σ̂``
   to cancellation once it has collapsed below ``1e-16 ‖μ̂‖²``, which ``replace`` reaches. Weighted
   mixtures use ``stats * w`` (count and scatter scale, the mean does not).
-* ``synthesize`` draws the new source's statistics directly — the mean ``μ̂ + C z/√T0`` and the
-  scatter ``(C B)(C B)ᵀ`` with ``C Cᵀ = Σ̂`` and ``B`` a Bartlett factor of
-  ``Wishart_k(T0 − 1, I)`` — which is exactly the distribution of the statistics of ``T0``
-  Gaussian rows, at the cost of ``d²`` draws instead of ``T0 d``. The factor ``C B`` is kept, so
-  ``replace`` never factorizes a matrix; ``accumulate`` does one Cholesky per generation.
-* Rows are materialized only when a workflow reads them (``accumulate-subsample``), drawn
-  from the conditional law of a Gaussian sample given its mean and scatter:
-  ``X = 1μ̄ᵀ + U (C B)ᵀ`` with ``U = Z_c L⁻ᵀ`` the Haar-distributed orthonormal ``Q`` factor of a
-  centered standard normal ``Z`` (``ZcᵀZc = L Lᵀ``), from a seed drawn at synthesis. The rows
-  then have exactly the source's statistics (up to rounding) and are distributed as ``T0``
-  i.i.d. draws from ``N(μ̂, Σ̂)``. With ``T0 − 1 < k`` (fewer rows than the model's rank) the
-  scatter is drawn as ``(C Gᵀ)(C Gᵀ)ᵀ`` with ``G`` Gaussian and the rows are
-  ``1μ̄ᵀ + V G Cᵀ`` with ``V`` a Helmert basis of ``1⊥`` — the identity ``Zc = V VᵀZ``.
-  Row-drawn training sets are gathered source by source; the pool's stacked buffer is not used.
+* ``synthesize`` draws nothing: the new source keeps the model and one random stream per
+  replicate, and draws what the workflow first reads (``GaussianData``). Workflows that mix
+  whole sources read statistics, drawn directly — the mean ``μ̂ + C z/√T0`` and the scatter
+  ``(C B)(C B)ᵀ`` with ``C Cᵀ = Σ̂`` and ``B`` a Bartlett factor of ``Wishart_k(T0 − 1, I)`` —
+  which is exactly the distribution of the statistics of ``T0`` Gaussian rows, at the cost of
+  ``d²`` draws instead of ``T0 d``. The factor ``C B`` is kept, so ``replace`` never factorizes
+  a matrix; ``accumulate`` does one Cholesky per generation. The pool sums sources lazily, so a
+  workflow that never reads statistics never draws them.
+* Workflows that draw rows (``accumulate-subsample``, ``real-fraction``, …) read rows first,
+  drawn directly as ``μ̂ + C z`` (a triangular product); their statistics, if ever read, come
+  from the rows. Rows read after statistics are drawn from the conditional law of a Gaussian
+  sample given its mean and scatter: ``X = 1μ̄ᵀ + U (C B)ᵀ`` with ``U = Z_c L⁻ᵀ`` the
+  Haar-distributed orthonormal ``Q`` factor of a centered standard normal ``Z`` (``ZcᵀZc = L
+  Lᵀ``), continuing the source's stream; the rows then have exactly the source's statistics
+  (up to rounding) and are distributed as ``T0`` i.i.d. draws from ``N(μ̂, Σ̂)``. With
+  ``T0 − 1 < k`` (fewer rows than the model's rank) the scatter is drawn as ``(C Gᵀ)(C Gᵀ)ᵀ``
+  with ``G`` Gaussian and the rows are ``1μ̄ᵀ + V G Cᵀ`` with ``V`` a Helmert basis of ``1⊥``
+  — the identity ``Zc = V VᵀZ``. Row-drawn training sets are gathered source by source; the
+  pool's stacked buffer is not used.
 * ``T ≤ d``: every later sample lies in the real data's affine hull ``x̄ + span(Q)``, of
   dimension ``T − 1``, so the task works in those ``T − 1`` coordinates (``GaussianData``'s
   *working coordinates*; metrics are computed back in the original ``d``). Square roots of
@@ -51,9 +56,9 @@ generation, for ``replace`` and ``accumulate`` alike):
   rank-revealing pivoted Cholesky (``dpstrf``) is only a fallback (e.g. a weighted mixture
   that leaves the real data out).
 
-Costs to know. ``accumulate`` pays one extra Gram product and Cholesky per generation over
-``replace`` (about 2× at ``d = 100``, ≤ 1.25× for ``d ≤ 31``) and, because the pool keeps every
-source's statistics for arbitrary mixtures, ``O(G R d²)`` memory. Row-drawn workflows
+Costs to know. ``accumulate`` pays one extra Gram product, merge and Cholesky per generation
+over ``replace`` (see docs/benchmarks.md for the measured ratio); it keeps only the running
+total. Weighted mixtures keep every source's statistics, ``O(G R d²)`` memory. Row-drawn workflows
 (``accumulate-subsample``, ``real-fraction``, …) keep every source's rows, ``O(G R T0 d)``
 memory (8 GB for ``d = 100``, ``T = 1000``, 100 generations × 100 replicates), and cost
 ``O(R T d²)`` per generation to draw, gather and refit rows.
@@ -68,6 +73,7 @@ the derivations and the generation indexing (synthloop's ``g`` is the papers' ``
 from __future__ import annotations
 
 import functools
+import mmap
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -189,14 +195,20 @@ class GaussianStats:
 
     def __add__(self, other: "GaussianStats") -> "GaussianStats":
         # Chan et al.'s pairwise update: no difference of large raw sums.
+        if isinstance(other, GaussianData):  # a source's statistics, drawn on first use
+            other = other.stats
         n = self.count + other.count
         delta = other.mean - self.mean  # (R, d)
-        if other._scatter is None:  # a fresh array from other's factor: accumulate into it
-            scatter = other.scatter
+        between = self.count * other.count / n
+        if other._scatter is None:
+            # other's factor widened by the between-means column: one product gives F Fᵀ + c δδᵀ
+            # in a fresh array, which then takes self's scatter in place.
+            wide = np.concatenate([other.factor, (delta * np.sqrt(between))[:, :, None]], axis=2)  # (R, d, k + 1)
+            scatter = np.matmul(wide, wide.transpose(0, 2, 1))
             scatter += self.scatter
         else:
             scatter = self.scatter + other.scatter
-        scatter += delta[:, :, None] * (delta * (self.count * other.count / n))[:, None, :]
+            scatter += delta[:, :, None] * (delta * between)[:, None, :]
         rank = np.minimum(self.rank + other.rank + 1, self.mean.shape[1])
         return GaussianStats(n, self.mean + delta * (other.count / n), rank, _scatter=scatter)
 
@@ -208,33 +220,109 @@ class GaussianStats:
         )
 
 
+def row_stats(x: np.ndarray, rank_cap: np.ndarray | int | None = None, overwrite: bool = False) -> GaussianStats:
+    """Statistics of rows ``x`` of shape ``(R, n, w)``; ``overwrite`` centers ``x`` in place.
+
+    ``rank_cap`` bounds the rank further (the rank of the model the rows were drawn from)."""
+    R, n, w = x.shape
+    mean = x.mean(axis=1)
+    xc = np.subtract(x, mean[:, None, :], out=x if overwrite else None)
+    rank = np.full(R, min(n - 1, w)) if rank_cap is None else np.minimum(rank_cap, min(n - 1, w))
+    if n - 1 < w:  # a low-rank factor straight from the rows: Xcᵀ V, (R, w, n − 1)
+        return GaussianStats(float(n), mean, rank, factor=np.matmul(xc.transpose(0, 2, 1), helmert(n)))
+    return GaussianStats(float(n), mean, rank, _scatter=np.matmul(xc.transpose(0, 2, 1), xc))
+
+
+def _kept_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """``np.empty(shape)`` for rows a source keeps for the rest of the run, on small pages.
+
+    numpy advises the kernel to back large arrays with huge pages; once a long row-drawing run
+    has fragmented memory, every such fault compacts memory first (Linux THP ``defrag =
+    madvise``), which made drawing rows ~2.5× slower at d = 100, T = 1000. An anonymous map
+    without that advice faults in plain pages."""
+    size = int(np.prod(shape)) * 8
+    if size < 1 << 22:
+        return np.empty(shape)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=np.float64).reshape(shape)
+
+
+class _Streams:
+    """Per-replicate PCG64 streams set from stored 128-bit states, through one reused generator
+    (setting a state costs ~1 µs; seeding a fresh generator ~10 µs)."""
+
+    def __init__(self):
+        self.bit_generator = np.random.PCG64(0)
+        self.generator = np.random.Generator(self.bit_generator)
+
+    def at(self, state: tuple[int, int]) -> np.random.Generator:
+        self.bit_generator.state = {
+            "bit_generator": "PCG64", "state": {"state": state[0], "inc": state[1]}, "has_uint32": 0, "uinteger": 0,
+        }
+        return self.generator
+
+    def state(self) -> tuple[int, int]:
+        s = self.bit_generator.state["state"]
+        return s["state"], s["inc"]
+
+
 @dataclass(eq=False)
 class GaussianData:
-    """One source: its statistics, and its rows ``x`` of shape ``(R, size, w)`` on demand.
+    """One source: its statistics ``stats`` and its rows ``x`` of shape ``(R, size, w)``, on demand.
 
     Everything is stored in the task's *working coordinates*, ``w`` of them: the original ``d``
     when ``T > d``; with ``T ≤ d`` the ``w = T − 1`` coordinates ``u = Qᵀ(x − origin)`` of the real
     data's affine hull, which every later sample stays in (``origin``, ``basis`` = ``Q`` are set
     on the real data only; `to_original` maps back).
 
-    Real data hold their rows. A synthetic source holds the statistics it was drawn with and
-    materializes rows from ``seeds`` the first time ``x`` is read (only workflows that draw
-    rows read it); the rows are dropped from pickles and rebuilt identically after a restore.
+    Real data hold their rows. A synthetic source holds the model it is drawn from and one
+    random stream per replicate (``streams``, 128-bit PCG64 states), and draws on first read:
+
+    * ``stats`` first (workflows that mix whole sources): the statistics directly, from their
+      exact law (normal mean, Bartlett-factored Wishart scatter); rows, if read later, from the
+      conditional law of a Gaussian sample given its statistics, continuing the same stream;
+    * ``x`` first (workflows that draw rows): ``T0`` i.i.d. rows ``μ̂ + C z``; statistics, if read
+      later, from the rows.
+
+    Either way ``(rows, stats)`` has the law of ``T0`` i.i.d. draws from the model and their
+    statistics; which way a source went is fixed by the workflow, so runs are reproducible.
+    Rows are dropped from pickles and rebuilt identically after a restore. A source also
+    behaves as its statistics under ``+`` and ``*`` (the pool sums sources lazily).
     """
 
     size: int
-    stats: GaussianStats
+    _stats: GaussianStats | None = field(default=None, repr=False)
     synthetic: bool = False
-    seeds: np.ndarray | None = None  # (R,) uint64: the rows' conditional draw (Bartlett case)
+    model: "GaussianModel | None" = field(default=None, repr=False)  # what a synthetic source is drawn from
+    streams: list | None = field(default=None, repr=False)  # (R,) PCG64 (state, inc): the first draw
+    drawn: str | None = None  # "stats" or "rows": what a synthetic source drew first
+    rows_streams: list | None = field(default=None, repr=False)  # continuation streams for conditional rows
     rows: np.ndarray | None = field(default=None, repr=False)
     origin: np.ndarray | None = field(default=None, repr=False)  # (R, d), real data with T ≤ d
     basis: np.ndarray | None = field(default=None, repr=False)  # (R, d, T − 1), orthonormal columns
 
     @property
+    def stats(self) -> GaussianStats:
+        if self._stats is None:
+            if self.rows is not None or self.drawn == "rows":
+                self._stats = row_stats(self.x, None if self.model is None else self.model.rank)
+            else:
+                self._stats = self._draw_stats()
+        return self._stats
+
+    @property
     def x(self) -> np.ndarray:
         if self.rows is None:
-            self.rows = self._materialize()
+            self.rows = self._draw_rows() if self.drawn in (None, "rows") else self._conditional_rows()
         return self.rows
+
+    def __add__(self, other):
+        return self.stats + other
+
+    def __radd__(self, other):
+        return other + self.stats
+
+    def __mul__(self, c: float) -> GaussianStats:
+        return self.stats * c
 
     def to_original(self, u: np.ndarray) -> np.ndarray:
         """Points ``(R, ..., w)`` in working coordinates, in the original ``d`` (``origin + Q u``)."""
@@ -244,16 +332,75 @@ class GaussianData:
         out = self.origin[:, None, :] + np.matmul(flat, self.basis.transpose(0, 2, 1))
         return out.reshape(*u.shape[:-1], self.basis.shape[1])
 
-    def _materialize(self) -> np.ndarray:
+    def _draw_stats(self) -> GaussianStats:
+        """Mean ``μ̂ + C z/√n`` and scatter ``(C B)(C B)ᵀ``, ``B`` the Bartlett factor of
+        ``Wishart_k(n − 1, I)``; with ``n − 1 < k`` the scatter ``(C Gᵀ)(C Gᵀ)ᵀ``, ``G`` Gaussian."""
+        model, n = self.model, self.size
+        R, w, k = model.factor.shape
+        dof = n - 1
+        bartlett = dof >= k  # else the scatter has rank n − 1 < k: draw G directly
+        draws = np.empty((R, k + (k * (k - 1) // 2 if bartlett else dof * k)))
+        chi2 = np.empty((R, k))
+        shape = (dof - np.arange(k)) / 2.0  # χ²_{dof − i} = 2 Gamma((dof − i)/2)
+        streams, rows_streams = _Streams(), []
+        for r, state in enumerate(self.streams):
+            rng = streams.at(state)
+            rng.standard_normal(out=draws[r])
+            if bartlett:
+                if k == 1:
+                    chi2[r, 0] = rng.standard_gamma(shape[0])
+                else:
+                    rng.standard_gamma(shape, out=chi2[r])
+            rows_streams.append(streams.state())
+        z = draws[:, :k]
+        mean = model.mean + np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)
+        if bartlett:
+            b = np.zeros((R, k * k))
+            b[:, _strict_lower(k)] = draws[:, k:]
+            b[:, :: k + 1] = np.sqrt(2.0 * chi2)
+            factor = np.matmul(model.factor, b.reshape(R, k, k))  # (R, w, k); lower-triangular if C is
+            lower = model.lower
+            self.rows_streams = rows_streams
+        else:
+            g = draws[:, k:].reshape(R, dof, k)
+            factor = np.matmul(model.factor, g.transpose(0, 2, 1))  # (R, w, dof)
+            lower = False
+        self.drawn, self.model = "stats", None  # the rows need only the statistics from here on
+        return GaussianStats(float(n), mean, np.minimum(model.rank, dof), factor=factor, lower=lower)
+
+    def _draw_rows(self) -> np.ndarray:
+        """``n`` i.i.d. rows ``μ̂ + C z`` per replicate, ``z ~ N(0, I_k)``."""
+        model, n = self.model, self.size
+        R, w, k = model.factor.shape
+        z = _kept_empty((R, n, k))
+        streams = _Streams()
+        for r, state in enumerate(self.streams):
+            streams.at(state).standard_normal(out=z[r])
+        if model.lower and k == w:
+            for r in range(R):  # in place, (C zᵀ)ᵀ: a triangular product, half a general one's flops
+                blas.dtrmm(1.0, model.factor[r], z[r].T, side=0, lower=1, overwrite_b=1)
+            rows = z
+        else:
+            rows = np.matmul(z, model.factor.transpose(0, 2, 1), out=_kept_empty((R, n, w)))  # (R, n, w)
+        rows += model.mean[:, None, :]
+        self.drawn = "rows"
+        return rows
+
+    def _conditional_rows(self) -> np.ndarray:
+        """Rows with exactly the drawn statistics, from their conditional law:
+        ``X = 1μ̄ᵀ + U (C B)ᵀ`` with ``U = Z_c L⁻ᵀ`` the Haar-distributed orthonormal factor of a
+        centered standard normal ``Z`` (``Z_cᵀ Z_c = L Lᵀ``); with ``n − 1 < k``, ``X = 1μ̄ᵀ + V G Cᵀ``
+        with ``V`` a Helmert basis of ``1⊥``."""
         stats, n = self.stats, self.size
         factor, mean = stats.factor, stats.mean  # (R, w, k), (R, w)
         R, w, k = factor.shape
-        if self.seeds is None:  # n − 1 < k: the scatter factor is C Gᵀ, and Xc = V G Cᵀ
+        if self.rows_streams is None:  # n − 1 < k: the scatter factor is C Gᵀ, and Xc = V G Cᵀ
             rows = np.matmul(helmert(n), factor.transpose(0, 2, 1))  # (R, n, w)
-        else:  # Xc = Zc L⁻ᵀ (C B)ᵀ, Zc L⁻ᵀ the Haar Q factor of a centered Gaussian
-            z = np.empty((R, n, k))
-            for r, seed in enumerate(self.seeds):
-                np.random.Generator(np.random.PCG64(int(seed))).standard_normal(out=z[r])
+        else:
+            z = _kept_empty((R, n, k))
+            streams = _Streams()
+            for r, state in enumerate(self.rows_streams):
+                streams.at(state).standard_normal(out=z[r])
             z -= z.mean(axis=1, keepdims=True)
             chol = np.linalg.cholesky(np.matmul(z.transpose(0, 2, 1), z))  # (R, k, k)
             if stats.lower and k == w:
@@ -265,14 +412,16 @@ class GaussianData:
                 rows = z
             else:
                 coefficients = np.linalg.solve(chol.transpose(0, 2, 1), factor.transpose(0, 2, 1))  # L⁻ᵀ Fᵀ, (R, k, w)
-                rows = np.matmul(z, coefficients)
+                rows = np.matmul(z, coefficients, out=_kept_empty((R, n, w)))
         rows += mean[:, None, :]
         return rows
 
     def __getstate__(self):
         state = self.__dict__.copy()
         if self.synthetic:
-            state["rows"] = None  # rebuilt from the statistics and seeds on demand
+            state["rows"] = None  # rebuilt from the model or the statistics and the streams on demand
+            if self.drawn == "rows":
+                state["_stats"] = None  # recomputed from the rebuilt rows
         return state
 
 
@@ -330,74 +479,45 @@ class GaussianTask(Task):
         """Coordinates the task works in: ``d``, or ``T − 1`` (the real data's affine hull) if ``T ≤ d``."""
         return min(self.config.d, self.config.T - 1)
 
-    def _row_stats(self, x: np.ndarray, overwrite: bool = False) -> GaussianStats:
-        R, n, w = x.shape
-        mean = x.mean(axis=1)
-        xc = np.subtract(x, mean[:, None, :], out=x if overwrite else None)
-        rank = np.full(R, min(n - 1, w))
-        if n - 1 < w:  # a low-rank factor straight from the rows: Xcᵀ V, (R, w, n − 1)
-            return GaussianStats(float(n), mean, rank, factor=np.matmul(xc.transpose(0, 2, 1), helmert(n)))
-        return GaussianStats(float(n), mean, rank, _scatter=np.matmul(xc.transpose(0, 2, 1), xc))
-
     def sample_real(self, rngs) -> GaussianData:
         c = self.config
         x = seeding.standard_normal(rngs, (c.T, c.d))
         if c.sigma != 1.0:
             x *= c.sigma
         if c.T - 1 >= c.d:
-            return GaussianData(c.T, self._row_stats(x), rows=x)
+            return GaussianData(c.T, row_stats(x), rows=x)
         # T ≤ d: every later sample stays in the real data's affine hull, origin + span(Q).
         origin = x.mean(axis=1)
         xc = x - origin[:, None, :]
         basis = np.linalg.qr(np.matmul(xc.transpose(0, 2, 1), helmert(c.T)))[0]  # (R, d, T − 1)
         u = np.matmul(xc, basis)  # (R, T, T − 1)
-        return GaussianData(c.T, self._row_stats(u), rows=u, origin=origin, basis=basis)
+        return GaussianData(c.T, row_stats(u), rows=u, origin=origin, basis=basis)
 
     def synthesize(self, model: GaussianModel, inputs, n: int, rngs) -> GaussianData:
-        R, d, k = model.factor.shape
-        dof = n - 1
-        bartlett = dof >= k  # else the scatter has rank n − 1 < k: draw G directly
-        draws = np.empty((R, k + (k * (k - 1) // 2 if bartlett else dof * k)))
-        chi2 = np.empty((R, k))
-        seeds = np.empty(R, dtype=np.uint64) if bartlett else None
-        shape = (dof - np.arange(k)) / 2.0  # χ²_{dof − i} = 2 Gamma((dof − i)/2)
-        for r, rng in enumerate(rngs):
-            rng.standard_normal(out=draws[r])
-            if bartlett:
-                if k == 1:
-                    chi2[r, 0] = rng.standard_gamma(shape[0])
-                else:
-                    rng.standard_gamma(shape, out=chi2[r])
-                seeds[r] = rng.bit_generator.random_raw()
-        z = draws[:, :k]
-        mean = model.mean + np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)
-        if bartlett:
-            b = np.zeros((R, k * k))
-            b[:, _strict_lower(k)] = draws[:, k:]
-            b[:, :: k + 1] = np.sqrt(2.0 * chi2)
-            factor = np.matmul(model.factor, b.reshape(R, k, k))  # (R, d, k); lower-triangular if C is
-            lower = model.lower
-        else:
-            g = draws[:, k:].reshape(R, dof, k)
-            factor = np.matmul(model.factor, g.transpose(0, 2, 1))  # (R, d, dof)
-            lower = False
-        stats = GaussianStats(float(n), mean, np.minimum(model.rank, dof), factor=factor, lower=lower)
-        return GaussianData(n, stats, synthetic=True, seeds=seeds)
+        # Nothing is drawn yet: the source keeps the model and a stream per replicate, and draws
+        # its statistics or its rows when the workflow first reads one of them (GaussianData).
+        words = [rng.bit_generator.random_raw(4) for rng in rngs]
+        streams = [((int(a) << 64) | int(b), (int(c) << 64) | int(e) | 1) for a, b, c, e in words]
+        return GaussianData(n, synthetic=True, model=model, streams=streams)
 
-    def statistics(self, data: GaussianData) -> GaussianStats:
-        return data.stats
+    def statistics(self, data: GaussianData) -> GaussianData:
+        return data  # behaves as its statistics under + and *; drawn when the pool first sums it
+
 
     def fit(self, training: TrainingSet, rngs) -> GaussianModel:
         if training.is_weighted:
             stats = training.statistics()
+            if isinstance(stats, GaussianData):  # a single source with weight 1
+                stats = stats.stats
         else:
-            stats = self._row_stats(self._gather(training), overwrite=True)
+            stats = row_stats(self._gather(training), overwrite=True)
         D = _divisor(stats.count, self.config.variance)
         w = stats.mean.shape[1]
         if stats.factor is not None:
             factor, lower = stats.factor / np.sqrt(D), stats.lower
             return GaussianModel(stats.mean, factor, np.minimum(stats.rank, min(factor.shape[2], w)), lower)
-        factor, lower, rank = psd_factor(stats.scatter / D, int(stats.rank.max()))
+        factor, lower, rank = psd_factor(stats.scatter, int(stats.rank.max()))
+        factor *= 1 / np.sqrt(D)  # the factor of S/D, without a scaled copy of S
         return GaussianModel(stats.mean, factor, np.minimum(rank, stats.rank), lower)
 
     def _gather(self, training: TrainingSet) -> np.ndarray:

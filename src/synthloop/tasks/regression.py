@@ -45,7 +45,10 @@ class RegressionConfig(TaskConfig):
     design: Literal["fixed", "random"] = "fixed"
     spectrum: Literal["isotropic", "power-law"] = "isotropic"
     beta: Real(0, lo_open=True) = 1.0
-    ridge: Real(0) = 0.0
+    ridge: Real(0) = Field(default=0.0, description="ridge λ (per row: XᵀX + nλI); with ridge_exponent, λ0 of λ = λ0·T^-ℓ")
+    ridge_exponent: Real(0) | None = Field(
+        default=None, description="adaptive ridge (Dohmatob et al. 2024): λ = ridge · T^-ridge_exponent, T the real sample size"
+    )
     w_norm: Real(0, lo_open=True) = 1.0
     label_tolerance: Real(0, lo_open=True) = Field(
         default=1.0, description="a synthetic label y counts as correct when |y − xᵀw*| ≤ label_tolerance (for verifiers)"
@@ -60,9 +63,25 @@ class RegressionConfig(TaskConfig):
             )
         return self
 
+    @model_validator(mode="after")
+    def _adaptive_ridge(self):
+        if self.ridge_exponent is not None and self.ridge == 0:
+            raise ValueError(
+                f"ridge_exponent needs ridge > 0 (λ0 of the adaptive ridge λ = λ0·T^-ℓ); got ridge=0, "
+                f"ridge_exponent={self.ridge_exponent:g}"
+            )
+        return self
+
     @property
     def synthetic_T(self) -> int:
         return self.T if self.T0 is None else self.T0
+
+    @property
+    def penalty(self) -> float:
+        """The ridge λ every fit uses: ``ridge``, or ``ridge · T^-ridge_exponent`` (adaptive)."""
+        if self.ridge_exponent is None:
+            return self.ridge
+        return self.ridge * self.T ** -self.ridge_exponent
 
     @property
     def synthetic_sigma(self) -> float:
@@ -182,8 +201,8 @@ class RegressionTask(Task):
         operator = None
         if c.design == "fixed":
             u, s, vt = np.linalg.svd(x, full_matrices=False)  # (R, T, k), (R, k), (R, k, d)
-            if c.ridge > 0:
-                gain = s / (s**2 + c.T * c.ridge)
+            if c.penalty > 0:
+                gain = s / (s**2 + c.T * c.penalty)
             else:
                 keep = s > s[:, :1] * max(x.shape[1:]) * np.finfo(float).eps
                 gain = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
@@ -197,9 +216,15 @@ class RegressionTask(Task):
         y = self._labels(inputs, model.coef_, self.config.synthetic_sigma, rngs)
         return RegressionData(y=y, x=None if self.config.design == "fixed" else inputs)
 
+    def synthesize_candidates(self, model: LinearModel, inputs: np.ndarray, n: int, k: int, rngs) -> RegressionData:
+        """``k`` independent noisy labels ``xᵀŵ + σ0·ε`` for every input (random design)."""
+        return self.synthesize(model, np.repeat(inputs, k, axis=1), n * k, rngs)
+
+    def label_distance(self, data: RegressionData, real: RealRegressionData) -> np.ndarray:
+        return np.abs(data.y - np.einsum("rnd,rd->rn", data.x, real.w_star))
+
     def correct(self, data: RegressionData, real: RealRegressionData) -> np.ndarray:
-        truth = np.einsum("rnd,rd->rn", data.x, real.w_star)
-        return np.abs(data.y - truth) <= self.config.label_tolerance
+        return self.label_distance(data, real) <= self.config.label_tolerance
 
     def verification_problem(self):
         if self.config.design == "fixed":
@@ -240,7 +265,7 @@ class RegressionTask(Task):
         sums = np.bincount(flat, weights=training.rows("y").ravel(), minlength=R * T).reshape(R, T)
         n = training.mixture.rows.shape[1]
         coef = np.empty((R, d))
-        full = (counts > 0).sum(axis=1) >= d if self.config.ridge == 0 else np.ones(R, bool)
+        full = (counts > 0).sum(axis=1) >= d if self.config.penalty == 0 else np.ones(R, bool)
         if full.all():  # the common case: no copy of the (R, T, d) design
             return self._solve(weighted_gram(x, counts), np.einsum("rti,rt->ri", x, sums), n, full_rank=True)
         if full.any():
@@ -256,8 +281,8 @@ class RegressionTask(Task):
         return coef
 
     def _solve(self, gram, xty, n, full_rank: bool) -> np.ndarray:
-        if self.config.ridge > 0:
-            return np.linalg.solve(gram + n * self.config.ridge * np.eye(self.config.d), xty[..., None])[..., 0]
+        if self.config.penalty > 0:
+            return np.linalg.solve(gram + n * self.config.penalty * np.eye(self.config.d), xty[..., None])[..., 0]
         if full_rank:
             return np.linalg.solve(gram, xty[..., None])[..., 0]
         return min_norm_solve(gram, xty)
@@ -270,7 +295,11 @@ class RegressionTask(Task):
         c = self.config
         parts = [f"d={c.d}", f"T={c.T}"] + ([f"T0={c.T0}"] if c.T0 is not None else [])
         parts += [f"σ={c.sigma:g}"] + ([f"σ0={c.sigma0:g}"] if c.sigma0 is not None else [])
-        parts += [f"{c.design} design", "OLS" if c.ridge == 0 else f"ridge λ={c.ridge:g}"]
+        if c.ridge_exponent is not None:
+            ridge = f"adaptive ridge λ={c.ridge:g}·T^-{c.ridge_exponent:g}={c.penalty:.3g}"
+        else:
+            ridge = "OLS" if c.ridge == 0 else f"ridge λ={c.ridge:g}"
+        parts += [f"{c.design} design", ridge]
         if c.spectrum == "power-law":
             parts.append(f"Σ spectrum j^-{c.beta:g}")
         return "regression: " + ", ".join(parts)
@@ -278,7 +307,7 @@ class RegressionTask(Task):
     def theory(self, workflow: Workflow, generations: int) -> Theory:
         c = self.config
         d, T, T0, sigma, sigma0 = c.d, c.T, c.synthetic_T, c.sigma, c.synthetic_sigma
-        if c.ridge > 0:
+        if c.penalty > 0:
             spectrum = None if c.spectrum == "isotropic" else self.spectrum_
             if c.design == "fixed" and not workflow.reads_rows:
                 # Exact given X (per-eigendirection recursions); averaged over random designs.
@@ -286,18 +315,24 @@ class RegressionTask(Task):
                 for k in range(generations + 1):
                     alpha[k, : k + 1] = workflow.compose(np.full(k + 1, T), k, []).weights
                 draws = 1000
-                mc = theory.ridge_mixture_risk_fixed_design(alpha, d, T, sigma, c.ridge, sigma0=sigma0, w_norm=c.w_norm,
+                mc = theory.ridge_mixture_risk_fixed_design(alpha, d, T, sigma, c.penalty, sigma0=sigma0, w_norm=c.w_norm,
                                                             spectrum=spectrum, draws=draws, seed=0)
             elif c.design == "random" and workflow.name in ("replace", "accumulate", "growing"):
                 # O(draws · G · d³), about 10 d³ flops per design and generation: aim at ~2·10⁹ flops, 100 to 1000 designs.
                 draws = int(np.clip(2e8 / ((generations + 1) * d**3), 100, 1000))
-                mc = theory.ridge_risk_random_design(generations, d, T, sigma, c.ridge, workflow=workflow.name, T0=T0,
+                mc = theory.ridge_risk_random_design(generations, d, T, sigma, c.penalty, workflow=workflow.name, T0=T0,
                                                      sigma0=sigma0, w_norm=c.w_norm, spectrum=spectrum, draws=draws, seed=0)
             else:
                 why = "it draws individual rows" if workflow.reads_rows else "only replace, accumulate and growing are covered"
                 return Theory(note=f"no ridge (λ > 0) theory for the {workflow.name!r} workflow on a {c.design} design: {why}")
             source = f"Monte Carlo over {draws} designs; exact given the design (synthloop.theory.regression, ridge)"
-            return Theory([TheoryCurve("excess_risk", np.array(mc.mean), "numerical", source)])
+            curves = [TheoryCurve("excess_risk", np.array(mc.mean), "numerical", source)]
+            if c.ridge_exponent is not None and c.spectrum == "power-law" and workflow.name == "replace":
+                rate = theory.adaptive_ridge_risk_rate(np.arange(generations + 1), d, T, sigma, c.ridge_exponent, c.beta,
+                                                       r=0.5, T0=T0, sigma0=sigma0)
+                curves.append(TheoryCurve("excess_risk", rate, "asymptotic",
+                                          "Dohmatob et al. 2024 scaling law for adaptive ridge, source r = 1/2 (‖w*‖ bounded); a rate, up to constants"))
+            return Theory(curves)
         if T <= d + 1 or (T0 <= d + 1 and workflow.name != "accumulate"):
             return Theory(note=f"T ≤ d + 1 (d={d}, T={T}, T0={T0}): least squares interpolates; OLS theory needs T ≥ d + 2")
         g = np.arange(generations + 1)

@@ -366,13 +366,16 @@ class SelfImproveTask(Task):
         return Examples(*(np.stack(x) for x in zip(*parts)))
 
     def evaluate(self, model: SelfImproveModel, real) -> dict[str, np.ndarray]:
-        R = len(model.frontier)
         metrics = {f"accuracy_d{d}": model.accuracy[:, i] for i, d in enumerate(self.config.levels)}
         metrics["solved"] = solved_up_to(model.accuracy).astype(float)
         metrics["frontier"] = model.frontier.astype(float)
         metrics["loss"] = model.loss.astype(float)
-        for name in ("kept", "label_accuracy", "kept_accuracy", "injected", "synthesized_difficulty"):
-            metrics[name] = np.asarray(model.data_stats.get(name, np.full(R, np.nan)), dtype=float)
+        for name, values in model.data_stats.items():
+            values = np.asarray(values, dtype=float)  # (R,)
+            # Undefined statistics (round 0; a held round labels nothing) are left out, not NaN,
+            # which the loop would read as divergence.
+            if np.isfinite(values).all():
+                metrics[name] = values
         return metrics
 
     def verification_problem(self) -> str | None:

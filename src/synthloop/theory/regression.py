@@ -1024,3 +1024,83 @@ def ridge_risk_random_design(generation, d, T, sigma, ridge, workflow="replace",
     w_norm = _ridge_scalars("w_norm", w_norm, "non-negative")
     draws, seed = _ridge_draws_seed(draws, seed)
     return _ridge_random_mc(G, d, T, T0, sigma, sigma0, ridge, w_norm, _ridge_spectrum(spectrum, d), workflow, draws, seed)
+
+
+# ----------------------------------------------------------------------------- adaptive ridge
+
+
+def adaptive_ridge_risk_rate(generation, d, T, sigma, ell, beta, r=0.5, T0=None, sigma0=None):
+    r"""Scaling law of ridge with the adaptive penalty ``λ = λ0·T^-ℓ`` under ``replace``.
+
+    Parameters
+    ----------
+    generation : array_like of int
+        Generation ``g >= 0``: ``g`` rounds of synthetic labels after the fit on real data.
+    d : int
+        Dimension, for the synthetic fits' aspect ratio ``φ0 = d/T0``.
+    T : array_like of int
+        Real sample size, ``>= 1``.
+    sigma : array_like of float
+        Standard deviation of the real label noise, ``>= 0``.
+    ell : float
+        Exponent ``ℓ >= 0`` of the penalty ``λ ∝ T^-ℓ``.
+    beta : float
+        Capacity exponent ``β > 0``: the spectrum of ``Σ`` decays as ``λ_j ≍ j^-β``.
+    r : float, default 0.5
+        Source exponent: ``‖Σ^(1/2 − r) w*‖ = O(1)``. ``r = 1/2`` holds for every ``w*`` of
+        bounded norm (the regression task's ``w*``).
+    T0 : array_like of int, optional
+        Synthetic sample size per generation. Default: ``T``.
+    sigma0 : array_like of float, optional
+        Standard deviation of the synthetic label noise. Default: ``sigma``.
+
+    Returns
+    -------
+    rate : ndarray or numpy.float64
+        The rate, broadcast over the arguments; NaN where ``φ0 = d/T0 >= 1``.
+
+    Notes
+    -----
+    An asymptotic rate, up to constants, not a finite-sample prediction: compare its slope in
+    ``T`` and its growth in ``g`` with a simulation, not its level. With ``φ0 = d/T0``,
+
+    .. math::
+
+        E_g \asymp \max(\sigma^2, T^{1 - 2r\ell - \ell/\beta})\, T^{-(1 - \ell/\beta)}
+        + g\,\frac{\sigma_0^2}{1 - \phi_0} \max(T/T_0, \phi_0)\, T^{-(1 - \ell/\beta)}.
+
+    The first term is the clean-data scaling law; every synthetic generation adds a term of the
+    same order, so model collapse shifts the law by a factor that grows linearly in ``g``
+    rather than changing its exponent.
+
+    References
+    ----------
+    .. [1] E. Dohmatob, Y. Feng, J. Kempe, "Model Collapse Demystified: The Case of
+       Regression", NeurIPS 2024, arXiv:2402.07712, Section 5 "Scaling laws" (adaptive
+       regularization, Theorem 5.1 / Corollary 5.2).
+
+    Examples
+    --------
+    ``ℓ = 0`` (a fixed λ): the bias ``max(σ², T)/T = 1`` does not decay with ``T``, and each
+    generation adds ``σ0²/(1 − φ0)/T = 1/75`` for ``d = 25``, ``T = 100``.
+
+    >>> from synthloop.theory.regression import adaptive_ridge_risk_rate
+    >>> print(f"{adaptive_ridge_risk_rate(2, d=25, T=100, sigma=1.0, ell=0.0, beta=2.0):.6f}")
+    1.026667
+    """
+    g = _generation(generation)
+    T = _count(T, "T")
+    T0 = T if T0 is None else _count(T0, "T0")
+    sigma = _scale(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else _scale(sigma0, "sigma0")
+    ell = _ridge_scalars("ell", ell, "non-negative")
+    beta = _ridge_scalars("beta", beta, "positive")
+    r = _ridge_scalars("r", r, "non-negative")
+    d = int(_integers(d, "d", 1, "an integer >= 1"))
+    T, T0 = T.astype(float), np.asarray(T0, dtype=float)
+    scale = T ** -(1 - ell / beta)
+    phi0 = d / T0
+    clean = np.maximum(sigma**2, T ** (1 - 2 * r * ell - ell / beta)) * scale
+    synthetic = sigma0**2 / np.where(phi0 < 1, 1 - phi0, np.nan) * np.maximum(T / T0, phi0) * scale
+    return _out(clean + g * synthetic)
+

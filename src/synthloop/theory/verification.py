@@ -361,7 +361,8 @@ def asymptotic_accuracy(p, phi, psi):
     → 0% for ``p > p*`` (``p* = φ/(φ + ψ)``, `breakdown_point`). The comparison is made through
     the kept error rate, ``p′ < 1/2 ⟺ p < p*`` (`pruned_error_rate`), which also covers
     ``φ = 0``. The boundary ``p = p*`` (kept labels independent of the class) is not part of the
-    statement we can confirm, so it is NaN rather than a guessed ``1/2``.
+    statement we can confirm, so it is NaN rather than a guessed ``1/2`` (equality is up to a
+    relative rounding error of ``1e-12``, so that ``p = 0.75`` with ``(φ, ψ) = (0.9, 0.3)`` is on it).
 
     References
     ----------
@@ -380,7 +381,9 @@ def asymptotic_accuracy(p, phi, psi):
     p, phi, psi = _prob(p, "p"), _prob(phi, "phi"), _prob(psi, "psi")
     wrong = p * psi
     right = (1 - p) * phi
-    acc = np.where(wrong < right, 1.0, np.where(wrong > right, 0.0, np.nan))
+    # p = p* up to rounding (0.75·0.3 ≠ 0.25·0.9 in floating point) is the boundary too.
+    boundary = np.isclose(wrong, right, rtol=1e-12, atol=1e-300)
+    acc = np.where(boundary, np.nan, np.where(wrong < right, 1.0, 0.0))
     return _out(acc)
 
 
