@@ -118,10 +118,11 @@ def guard_trips(guards: Sequence[Guard], records: list[GenerationRecord]) -> str
     return None
 
 
-def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs) -> tuple[Any, np.ndarray]:
+def _fit(task: Task, workflow: Workflow, pool: Pool, generation: int, rngs, previous=None) -> tuple[Any, np.ndarray]:
     mixture = workflow.compose(pool.sizes, generation, rngs)
     training = TrainingSet(pool, mixture)
-    model = task.fit(training, rngs)
+    # A fine-tuning task (neural) continues from the previous generation's model.
+    model = task.fit(training, rngs, init=previous) if task.fine_tunes else task.fit(training, rngs)
     pool.forget(workflow.reads_history, workflow.reads_rows, workflow.reads_source_statistics)
     return model, training.composition()
 
@@ -219,7 +220,7 @@ def run_loop(
         inputs = task.sample_inputs(real, n, rngs)
         data, kept, verified = _verify(task, verifier, model, inputs, real, n, rngs)
         pool.add(Source(g, data, kept, task.statistics(data)))
-        model, composition = _fit(task, workflow, pool, g, rngs)
+        model, composition = _fit(task, workflow, pool, g, rngs, previous=model)
         evaluated = task.evaluate(model, real)
         reason = divergence(evaluated, g, task.primary_metric)  # verification metrics may be NaN by design (no wrong row)
         if reason:

@@ -19,9 +19,10 @@ from .kde import KDETask
 from .logistic import LogisticTask
 from .mixture import MixtureTask
 from .regression import RegressionTask
+from .self_improve import SelfImproveTask
 from .vae import VAETask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 

@@ -78,6 +78,8 @@ class Task(ABC):
     #: metric drawn by default, and the label (with units) of each metric
     primary_metric: ClassVar[str]
     metric_labels: ClassVar[dict[str, str]] = {}
+    #: True when :meth:`fit` takes ``init``, the previous generation's model, and continues from it
+    fine_tunes: ClassVar[bool] = False
 
     def __init__(self, config: TaskConfig):
         self.config = config

@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""Benchmark: synthloop.nn against a randomly initialized transformers ``LlamaForCausalLM``.
+
+    python benchmarks/nn_throughput.py            # both shapes, a few minutes on 2 CPU cores
+    python benchmarks/nn_throughput.py --quick    # smoke test, under a minute
+    python benchmarks/nn_throughput.py --threads 1  # on a shared machine
+
+Same shape on both sides (layers, width, heads, SwiGLU hidden size, tied embeddings, RoPE, no
+biases; ``synthloop.nn`` also without positions, NoPE, as the presets use), no download:
+
+1. Training: tokens/s of AdamW steps on random sequences (batch × length), and the fraction of
+   this machine's measured fp32 matmul peak it reaches by the 6·N·tokens rule (N: parameters,
+   tied embedding counted once; attention's T² term ignored, small at these lengths).
+2. Self-labelling: answers/s of batched greedy decoding with the KV cache — 256 prompts of 24
+   tokens, 24 new tokens — against ``model.generate(do_sample=False)`` of the same shape.
+
+Needs the ``nn`` extra and ``transformers`` (not a synthloop dependency). See
+docs/benchmarks.md for the measured numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from synthloop.nn import GPT, GPTConfig, generate
+from synthloop.nn.trainer import masked_loss
+
+SHAPES = {
+    "cpu": dict(n_layer=3, n_embd=96, n_head=4, mlp_ratio=4.0),  # self-improve-*-cpu presets
+    "paper": dict(n_layer=6, n_embd=384, n_head=6, mlp_ratio=4.0),  # Lee et al.
+}
+VOCAB = 16
+
+
+def matmul_peak(seconds: float = 2.0, n: int = 1024) -> float:
+    """fp32 FLOP/s of repeated square matmuls on this machine."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def llama(shape: dict):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=VOCAB, hidden_size=shape["n_embd"], intermediate_size=int(shape["mlp_ratio"] * shape["n_embd"]),
+        num_hidden_layers=shape["n_layer"], num_attention_heads=shape["n_head"], num_key_value_heads=shape["n_head"],
+        max_position_embeddings=512, tie_word_embeddings=True, attention_bias=False, mlp_bias=False,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).float()
+
+
+def ours(shape: dict, pos: str) -> GPT:
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=512, pos=pos, **shape), torch.Generator().manual_seed(0))
+
+
+def train_rate(model, step_fn, batch: int, length: int, seconds: float) -> float:
+    """Tokens per second of AdamW steps (after 3 warm-up steps)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(4, VOCAB, (batch, length))
+    mask = torch.ones(batch, length - 1, dtype=torch.bool)
+    steps, start = -3, None
+    while True:
+        if steps == 0:
+            start = time.perf_counter()
+        loss = step_fn(model, x, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        if start is not None and time.perf_counter() - start > seconds:
+            return steps * batch * length / (time.perf_counter() - start)
+
+
+def ours_step(model, x, mask):
+    return masked_loss(model, x, mask)
+
+
+def llama_step(model, x, mask):
+    return model(input_ids=x, labels=x).loss
+
+
+def decode_rate(fn, repeats: int) -> float:
+    fn()  # warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        answers = fn()
+    return repeats * answers / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--quick", action="store_true", help="short timings, cpu shape only")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); "
+                        "1 on a shared machine, where spinning threads of both sides slow down by 10x or more")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    seconds = 2.0 if args.quick else 8.0
+    peak = matmul_peak(1.0 if args.quick else 3.0)
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print("| shape | model | params | train tokens/s | × llama | % of peak (6N) |")
+    print("|---|---|---|---|---|---|")
+    shapes = ["cpu"] if args.quick else ["cpu", "paper"]
+    for name in shapes:
+        shape = SHAPES[name]
+        batch, length = (64, 48) if name == "cpu" else (32, 64)
+        base = llama(shape)
+        n_base = sum(p.numel() for p in base.parameters())
+        base_rate = train_rate(base, llama_step, batch, length, seconds)
+        rows = [("transformers Llama", n_base, base_rate)]
+        for pos in ("rope", "nope"):
+            model = ours(shape, pos)
+            n = sum(p.numel() for p in model.parameters())
+            rows.append((f"synthloop.nn ({pos})", n, train_rate(model, ours_step, batch, length, seconds)))
+        for label, n, rate in rows:
+            print(f"| {name} (B={batch}, T={length}) | {label} | {n / 1e6:.2f}M | {rate:,.0f} | {rate / base_rate:.2f} | {100 * 6 * n * rate / peak:.0f}% |")
+
+    shape = SHAPES["cpu"]
+    B, T, new = 256, 24, 24
+    prompts = torch.randint(4, VOCAB, (B, T))
+    valid = torch.ones(B, T, dtype=torch.bool)
+    repeats = 1 if args.quick else 3
+    base = llama(shape).eval()
+
+    def hf():
+        with torch.no_grad():
+            out = base.generate(input_ids=prompts, attention_mask=valid.long(), do_sample=False, max_new_tokens=new,
+                                min_new_tokens=new, pad_token_id=0)
+        assert out.shape[1] == T + new
+        return B
+
+    base_rate = decode_rate(hf, repeats)
+    print(f"\n| decoding, cpu shape, {B} prompts × {T} tokens, {new} new | answers/s | × generate |")
+    print("|---|---|---|")
+    print(f"| transformers `generate` (greedy, KV cache) | {base_rate:,.0f} | 1.00 |")
+    for pos in ("rope", "nope"):
+        model = ours(shape, pos).eval()
+
+        def mine():
+            out, _ = generate(model, prompts, valid, new, eos=-1)  # eos never sampled: all 24 tokens
+            assert out.shape == (B, new)
+            return B
+
+        rate = decode_rate(mine, repeats)
+        print(f"| synthloop.nn `generate` ({pos}) | {rate:,.0f} | {rate / base_rate:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

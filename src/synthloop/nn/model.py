@@ -1,0 +1,259 @@
+"""A LLaMA-style decoder-only transformer in one readable file (nanoGPT's layout).
+
+Pre-norm blocks of RMSNorm → causal self-attention → RMSNorm → SwiGLU MLP, no biases, tied
+input/output embeddings. Positions are encoded by one of
+
+- ``"nope"``: none at all — the causal mask alone tells tokens apart; what Lee et al. (2025) use
+  for length generalization,
+- ``"learned"``: an absolute position embedding (cannot go beyond ``block_size``),
+- ``"rope"``: rotary embeddings on queries and keys.
+
+Every forward pass takes per-row position ids and a key-padding mask, so that left-padded
+prompts of different lengths decode together; :class:`KVCache` holds the keys and values of
+earlier positions so each decoding step costs one token per row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PositionalEncoding = Literal["nope", "learned", "rope"]
+
+
+@dataclass
+class GPTConfig:
+    """Shape of the transformer.
+
+    Attributes
+    ----------
+    vocab_size : int
+    block_size : int
+        Longest sequence for learned positions and the RoPE table (NoPE has no limit but memory).
+    n_layer, n_head, n_embd : int
+        Layers, attention heads and width (``n_embd`` divisible by ``n_head``).
+    mlp_ratio : float
+        Hidden units of the SwiGLU MLP per unit of width (LLaMA-style: 1536 = 4 × 384).
+    pos : {"nope", "learned", "rope"}
+    rope_base : float
+    """
+
+    vocab_size: int
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    mlp_ratio: float = 4.0
+    pos: PositionalEncoding = "nope"
+    rope_base: float = 10_000.0
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd must be divisible by n_head; got n_embd={self.n_embd}, n_head={self.n_head}")
+        if self.pos not in ("nope", "learned", "rope"):
+            raise ValueError(f"pos must be one of 'nope', 'learned', 'rope'; got {self.pos!r}")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size; got {self.n_embd // self.n_head}")
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(round(self.mlp_ratio * self.n_embd))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Keys and values of every layer for a batch of rows, preallocated to ``max_len`` positions.
+
+    ``keys[l]`` and ``values[l]`` have shape ``(B, H, max_len, hd)``; ``length`` positions are
+    filled. ``valid`` (B, max_len) marks real (non-padding) key positions.
+    """
+
+    def __init__(self, config: GPTConfig, batch: int, max_len: int, device, dtype):
+        hd = config.n_embd // config.n_head
+        shape = (batch, config.n_head, max_len, hd)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.valid.shape[1]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (B',) in that order — beam search's re-ranking of beams."""
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+        self.valid = self.valid.index_select(0, index)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def rope_tables(config: GPTConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, shape (block_size, hd / 2)."""
+    hd = config.n_embd // config.n_head
+    inv_freq = 1.0 / config.rope_base ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd)
+    angles = torch.outer(torch.arange(config.block_size, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels of ``x`` (B, H, T, hd) by the angles of each row's positions;
+    ``cos``/``sin`` are (B, 1, T, hd / 2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, mask, rope, cache: KVCache | None, layer: int):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            start = cache.length
+            cache.keys[layer][:, :, start : start + T] = k
+            cache.values[layer][:, :, start : start + T] = v
+            k, v = cache.keys[layer][:, :, : start + T], cache.values[layer][:, :, : start + T]  # (B, H, S, hd)
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask (B, 1, T, S)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.gate = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.up = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.down = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.norm1 = RMSNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.norm2 = RMSNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, mask, rope, cache, layer):
+        x = x + self.attn(self.norm1(x), mask, rope, cache, layer)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    """The decoder. ``forward(idx)`` returns logits (B, T, V); see :meth:`forward` for padding
+    and the cache."""
+
+    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos_embed = nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.head.weight = self.embed.weight  # tied
+        if config.pos == "rope":
+            cos, sin = rope_tables(config, "cpu")
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """GPT-2 initialization (N(0, 0.02), residual projections scaled by 1/sqrt(2 L)),
+        drawn from ``generator`` so that a seed fixes the model."""
+        std_out = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if p.ndim == 1:
+                p.fill_(1.0)  # RMSNorm gains
+            else:
+                std = std_out if name.endswith(("proj.weight", "down.weight")) else 0.02
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * std)
+
+    def num_parameters(self, embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if not embeddings:
+            n -= self.embed.weight.numel() + (self.pos_embed.weight.numel() if self.pos_embed is not None else 0)
+        return n
+
+    def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, V) for tokens ``idx`` (B, T).
+
+        Parameters
+        ----------
+        positions : (B, T) long, optional
+            Position of each token (default ``cache.length + arange(T)``); left-padded rows pass
+            their own, so that padding shifts nothing.
+        valid : (B, T) bool, optional
+            False at padding tokens, which no query may attend to. Without it and without a
+            cache, attention is plain causal (training on right-padded rows).
+        cache : KVCache, optional
+            Keys and values of the earlier positions; filled with these ``T`` and advanced.
+        """
+        B, T = idx.shape
+        start = 0 if cache is None else cache.length
+        if positions is None:
+            positions = torch.arange(start, start + T, device=idx.device).expand(B, T)
+        x = self.embed(idx)  # (B, T, C)
+        if self.pos_embed is not None:
+            if int(positions.max()) >= self.config.block_size:
+                raise ValueError(f"sequence position {int(positions.max())} exceeds block_size {self.config.block_size} of learned positions")
+            x = x + self.pos_embed(positions)
+        rope = None
+        if self.config.pos == "rope":
+            if int(positions.max()) >= self.config.block_size:
+                raise ValueError(f"sequence position {int(positions.max())} exceeds block_size {self.config.block_size} of the RoPE table")
+            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])  # (B, 1, T, hd/2)
+        mask = None
+        if valid is not None or cache is not None:
+            if valid is None:
+                valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
+            if cache is not None:
+                cache.valid[:, start : start + T] = valid
+                keys_valid = cache.valid[:, : start + T]  # (B, S)
+            else:
+                keys_valid = valid
+            S = start + T
+            q_pos = torch.arange(start, S, device=idx.device)
+            k_pos = torch.arange(S, device=idx.device)
+            causal = k_pos[None, :] <= q_pos[:, None]  # (T, S)
+            own = k_pos[None, :] == q_pos[:, None]  # a padding query attends to itself, never to nothing
+            mask = (causal & keys_valid[:, None, :]) | own  # (B, T, S)
+            mask = mask[:, None]  # (B, 1, T, S)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, mask, rope, cache, layer)
+        if cache is not None:
+            cache.length = start + T
+        return self.head(self.norm(x))

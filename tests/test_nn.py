@@ -1,0 +1,170 @@
+"""The neural core: tokenizer, masking, model with KV cache, decoding, trainer checkpoints."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthloop.nn import GPT, CharTokenizer, GPTConfig, KVCache, TrainConfig, Trainer, beam_search, generate  # noqa: E402
+from synthloop.nn.trainer import learning_rate  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models gain nothing from threads, and spinning threads crawl on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tokenizer_round_trips():
+    tok = CharTokenizer("0123456789+=,")
+    for text in ["", "0", "12+34", "9,8,7"]:
+        assert tok.decode(tok.encode(text)) == text
+        ids, head = tok.encode_example(text, text[::-1])
+        assert tok.decode(ids[head:]) == text[::-1]
+        assert tok.decode(tok.encode_prompt(text)) == text
+    with pytest.raises(ValueError, match="character 'x' is not in the alphabet"):
+        tok.encode("1x")
+    with pytest.raises(ValueError, match="repeated characters"):
+        CharTokenizer("00")
+
+
+def test_loss_mask_covers_the_answer_and_eos_only():
+    tok = CharTokenizer("0123456789")
+    batch = tok.batch(["12", "3"], ["21", "3"])
+    # row 0: <bos> 1 2 <sep> 2 1 <eos> ; row 1: <bos> 3 <sep> 3 <eos> <pad> <pad>
+    assert batch.tokens.shape == (2, 7)
+    targets = batch.tokens[:, 1:]
+    assert [tok.decode(t[m].tolist()) for t, m in zip(targets, batch.loss_mask)] == ["21", "3"]
+    assert targets[batch.loss_mask].tolist().count(tok.eos) == 2
+    assert not batch.loss_mask[1, -2:].any()  # padding carries no loss
+    assert batch.loss_mask.sum().item() == 3 + 2
+
+
+def test_left_padded_prompts():
+    tok = CharTokenizer("0123456789")
+    tokens, valid = tok.prompt_batch(["1", "123"])
+    assert tokens.shape == (2, 5) and valid.sum(1).tolist() == [3, 5]
+    assert tokens[0, :2].tolist() == [tok.pad, tok.pad]
+
+
+@pytest.mark.parametrize("pos", ["nope", "learned", "rope"])
+def test_kv_cache_and_padding_match_a_full_forward(pos):
+    g = torch.Generator().manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=12, block_size=16, n_layer=2, n_head=2, n_embd=16, pos=pos), g).eval()
+    seq = torch.randint(4, 12, (1, 7), generator=g)
+    full = model(seq)  # (1, 7, V)
+    # the same sequence left-padded by 3 and fed through the cache in two pieces
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), seq], 1)
+    valid = torch.tensor([[False] * 3 + [True] * 7])
+    positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+    cache = KVCache(model.config, 1, 10, "cpu", torch.float32)
+    first = model(padded[:, :6], positions=positions[:, :6], valid=valid[:, :6], cache=cache)
+    rest = model(padded[:, 6:], positions=positions[:, 6:], valid=valid[:, 6:], cache=cache)
+    torch.testing.assert_close(torch.cat([first, rest], 1)[:, 3:], full, atol=1e-5, rtol=1e-4)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="n_embd must be divisible by n_head"):
+        GPTConfig(vocab_size=5, n_embd=10, n_head=3)
+    with pytest.raises(ValueError, match="pos must be one of"):
+        GPTConfig(vocab_size=5, pos="alibi")
+
+
+def test_learning_rate_schedules():
+    wsd = TrainConfig(steps=100, lr=1.0, warmup=10, decay_fraction=0.2)
+    lrs = [learning_rate(s, wsd) for s in range(100)]
+    assert lrs[9] == 1.0 and lrs[79] == 1.0 and lrs[99] == pytest.approx(0.05)
+    cos = TrainConfig(steps=100, lr=1.0, warmup=0, schedule="cosine")
+    assert learning_rate(50, cos) == pytest.approx(0.5) and learning_rate(99, cos) < 1e-3
+
+
+def _copy_data(rng, n, max_len):
+    lengths = rng.integers(1, max_len + 1, n)
+    prompts = ["".join(map(str, rng.integers(0, 10, k))) for k in lengths]
+    return prompts
+
+
+@pytest.fixture(scope="module")
+def copy_model():
+    """A tiny model trained to copy digit strings of length 1..4 (about 2 s on one core)."""
+    rng = np.random.default_rng(0)
+    tok = CharTokenizer("0123456789")
+    prompts = _copy_data(rng, 4000, 4)
+    g = torch.Generator().manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=64), g)
+    trainer = Trainer(model, TrainConfig(steps=400, batch_size=64, lr=3e-3, warmup=30, device="cpu"), g)
+    trainer.fit(tok.batch(prompts, prompts))
+    return tok, model, trainer
+
+
+def test_tiny_model_learns_copy_up_to_length_4(copy_model):
+    tok, model, _ = copy_model
+    prompts = _copy_data(np.random.default_rng(1), 300, 4)
+    tokens, valid = tok.prompt_batch(prompts)
+    out, _ = generate(model, tokens, valid, 6, tok.eos)
+    accuracy = np.mean([tok.decode(o) == p for o, p in zip(out.tolist(), prompts)])
+    assert accuracy >= 0.95
+
+
+def test_beam_search_top_beam_is_the_greedy_answer(copy_model):
+    tok, model, _ = copy_model
+    prompts = _copy_data(np.random.default_rng(2), 50, 4)
+    tokens, valid = tok.prompt_batch(prompts)
+    greedy, greedy_logprob = generate(model, tokens, valid, 6, tok.eos)
+    beams, logprob = beam_search(model, tokens, valid, 6, tok.eos, k=4)
+    assert beams.shape == (50, 4, 6) and logprob.shape == (50, 4)
+    confident = greedy_logprob > np.log(0.9)  # the greedy answer holds most of the mass
+    assert confident.float().mean() > 0.8
+    assert torch.equal(beams[confident, 0], greedy[confident])
+    torch.testing.assert_close(logprob[confident, 0], greedy_logprob[confident], atol=1e-4, rtol=1e-4)
+    assert torch.all(logprob[:, :-1] >= logprob[:, 1:])  # best first
+    assert len({tuple(b) for b in beams[0].tolist()}) == 4  # distinct candidates
+
+
+def test_sampling_is_reproducible_and_temperature_zero_is_greedy(copy_model):
+    tok, model, _ = copy_model
+    tokens, valid = tok.prompt_batch(["123", "4"])
+    a, _ = generate(model, tokens, valid, 5, tok.eos, temperature=2.0, generator=torch.Generator().manual_seed(3))
+    b, _ = generate(model, tokens, valid, 5, tok.eos, temperature=2.0, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    greedy, _ = generate(model, tokens, valid, 5, tok.eos)
+    assert [tok.decode(o) for o in greedy.tolist()] == ["123", "4"]
+
+
+def test_checkpoint_resume_reproduces_training(tmp_path):
+    tok = CharTokenizer("0123456789")
+    prompts = _copy_data(np.random.default_rng(0), 200, 3)
+    data = tok.batch(prompts, prompts)
+    config = TrainConfig(steps=20, batch_size=16, lr=1e-3, warmup=5, device="cpu", log_every=5)
+
+    def fresh():
+        g = torch.Generator().manual_seed(7)
+        return Trainer(GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16), g), config, g)
+
+    straight = fresh()
+    straight.fit(data)
+    first = fresh()
+    first.fit(data, until=10)
+    first.save(tmp_path / "ckpt.pt")
+    resumed = fresh()
+    resumed.load(tmp_path / "ckpt.pt")  # weights_only=True inside
+    assert resumed.step == 10
+    resumed.fit(data)
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value)
+
+
+def test_evaluation_hooks_run_every_log_every_steps():
+    tok = CharTokenizer("0123456789")
+    prompts = _copy_data(np.random.default_rng(0), 50, 3)
+    g = torch.Generator().manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16), g)
+    seen = []
+    trainer = Trainer(model, TrainConfig(steps=12, batch_size=8, warmup=2, device="cpu", log_every=5), g,
+                      hooks=[lambda step, t: seen.append((step, t.model.training))])
+    result = trainer.fit(tok.batch(prompts, prompts))
+    assert seen == [(5, True), (10, True), (12, True)]
+    assert [s for s, _ in result.history] == [5, 10, 12] and result.tokens > 0
