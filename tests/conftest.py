@@ -17,6 +17,16 @@ def regression(**overrides):
     return synthloop.Experiment().with_overrides(base)
 
 
+# Image presets train for minutes per generation; smoke tests run tiny models on few images.
+TINY_IMAGES = ["task.T=100", "task.test_size=50", "task.epochs=1", "task.hidden=16", "task.classifier_epochs=1"]
+
+
+def smoke_overrides(preset: str) -> list[str]:
+    """Overrides that shrink a preset to a seconds-long smoke run (only image tasks need them)."""
+    task = synthloop.load_experiment(preset).task.name
+    return TINY_IMAGES if task in ("vae", "diffusion") else []
+
+
 def mean_and_sem(run, workflow: str, metric: str = "excess_risk"):
     """Per-generation mean and standard error over replicates, as arrays indexed by generation."""
     frame = run.metrics[(run.metrics["workflow"] == workflow) & (run.metrics["metric"] == metric)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import regression
+from conftest import regression, smoke_overrides
 from typer.testing import CliRunner
 
 import synthloop
@@ -75,7 +75,7 @@ def test_unpickler_allows_only_listed_globals(tmp_path, global_name):
 # Neural presets train for minutes; tests/test_self_improve.py resumes a shrunk one through the store.
 @pytest.mark.parametrize("name", [*(p for p in list_presets() if not p.startswith("self-improve-")), str(EXAMPLES / "coin.toml")])
 def test_every_shipped_task_resumes_through_the_restricted_unpickler(tmp_path, name):
-    overrides = ["generations=2", "replicates=3"]
+    overrides = ["generations=2", "replicates=3", *(smoke_overrides(name) if not name.endswith(".toml") else [])]
     experiment = load_experiment(name, overrides)
     synthloop.run(experiment, out=tmp_path / "run")
     longer = experiment.with_overrides({"generations": 3})

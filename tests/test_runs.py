@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import regression
+from conftest import regression, smoke_overrides
 from typer.testing import CliRunner
 
 import synthloop
@@ -174,15 +174,10 @@ def test_custom_task_example_runs_every_workflow(tmp_path):
     assert acc[-1] < mean[-1]
 
 
-# Neural presets train for minutes per generation; their smoke test runs tiny models on few images.
-TINY_NEURAL = ["task.T=100", "task.test_size=50", "task.epochs=1", "task.hidden=16", "task.classifier_epochs=1"]
-
-
 # Self-improvement presets train for minutes even at 2 generations; tests/test_self_improve.py runs them shrunk.
 @pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if not p.startswith("self-improve-")))
 def test_every_preset_runs_a_short_version(preset):
-    neural = synthloop.load_experiment(preset).task.name in ("vae", "diffusion")
-    run = synthloop.run(preset, overrides=["generations=2", *(TINY_NEURAL if neural else [])], replicates=2)
+    run = synthloop.run(preset, overrides=["generations=2", *smoke_overrides(preset)], replicates=2)
     assert set(run.metrics["workflow"]) == {w.key for w in run.experiment.workflows}
     assert run.metrics["generation"].max() == 2
     assert np.isfinite(run.metrics.query("metric == @run.metric")["value"]).all()
