@@ -19,7 +19,14 @@ import pandas as pd
 from . import report, seeding
 from .experiment import Experiment, load_experiment
 from .loop import GenerationRecord, run_loop
-from .store import RunStore, generations_frame, metrics_frame, preview_samples, read_failed, read_parquet
+from .store import (
+    RunStore,
+    generations_frame,
+    metrics_frame,
+    preview_samples,
+    read_failed,
+    read_parquet,
+)
 from .validation import ConfigError
 
 ProgressCallback = Callable[[str, GenerationRecord], None]

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .sweep import walk_runs
 from .validation import ConfigError
 
 #: Columns of :attr:`Comparison.metrics` before the parameter columns.
@@ -86,29 +87,22 @@ def find_run_dirs(paths: list[str | Path]) -> list[RunEntry]:
     that holds none."""
     entries: list[RunEntry] = []
 
-    def walk(directory: Path, sweep: Path | None) -> None:
-        if (directory / "sweep.toml").is_file():
-            cells = directory / "cells"
+    def walk(directory: Path) -> None:
+        for kind, path in walk_runs(directory):
+            if kind == "run":
+                entries.append(RunEntry(path, "", None))
+                continue
+            cells = path / "cells"
             for cell in sorted(p for p in cells.iterdir() if p.is_dir()) if cells.is_dir() else []:
                 if (cell / "config.toml").is_file():
-                    entries.append(RunEntry(cell, "", directory))
-            return
-        if (directory / "config.toml").is_file():
-            entries.append(RunEntry(directory, "", sweep))
-            return
-        try:
-            children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            return
-        for child in children:
-            walk(child, sweep)
+                    entries.append(RunEntry(cell, "", path))
 
     for raw in paths:
         path = Path(raw)
         if not path.is_dir():
             raise ConfigError(f"{path} is not a directory (expected a run directory, a sweep directory or a folder of runs)")
         before = len(entries)
-        walk(path, None)
+        walk(path)
         if len(entries) == before:
             raise ConfigError(f"{path} holds no run directory (no config.toml or sweep.toml under it)")
     unique: dict[Path, RunEntry] = {}

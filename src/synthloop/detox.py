@@ -163,9 +163,23 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
 
     import torch
 
-    from .editing import direction_tokens, edit_model, fit_toxic_subspace, mean_hidden_states, mlp_output_projections, random_subspace
+    from .editing import (
+        direction_tokens,
+        edit_model,
+        fit_toxic_subspace,
+        mean_hidden_states,
+        mlp_output_projections,
+        random_subspace,
+    )
     from .lm import load_causal_lm, save_causal_lm, token_bias
-    from .preferences import build_pairs, corpus_sentences, flip_labels, prompt_of, read_pairs, write_pairs
+    from .preferences import (
+        build_pairs,
+        corpus_sentences,
+        flip_labels,
+        prompt_of,
+        read_pairs,
+        write_pairs,
+    )
     from .store import atomic_write
     from .toxicity import profanity_words, toxicity_probability
 

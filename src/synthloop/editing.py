@@ -317,6 +317,8 @@ def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int =
     """
     import torch
 
+    from .lm import right_padded
+
     if len(texts) == 0:
         raise ValueError("texts must not be empty")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -325,12 +327,7 @@ def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int =
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] or [pad_id] for t in texts[start:start + batch_size]]
-            width = max(map(len, encoded))
-            ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)  # (B, T), right padded
-            mask = torch.zeros((len(encoded), width), dtype=torch.long)
-            for row, seq in enumerate(encoded):
-                ids[row, :len(seq)] = torch.tensor(seq)
-                mask[row, :len(seq)] = 1
+            ids, mask = right_padded(encoded, pad_id)
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
             hidden = torch.stack(out.hidden_states[1:]).float()  # (L, B, T, D)
             m = mask.to(device)[None, :, :, None].float()  # (1, B, T, 1)

@@ -219,6 +219,19 @@ class TextScores:
     tokens: int
 
 
+def right_padded(encoded: Sequence[Sequence[int]], pad_id: int):
+    """Token id lists as one right-padded batch: ``(ids, mask)``, both long tensors of shape (B, T)."""
+    import torch
+
+    width = max(map(len, encoded))
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, seq in enumerate(encoded):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1
+    return ids, mask
+
+
 def text_scores(model, tokenizer, texts: Sequence[str], token_ids: Sequence[int] = (), batch_size: int = 16, max_length: int = 128) -> TextScores:
     """Perplexity of ``texts`` and the mean probability of ``token_ids``, in one pass.
 
@@ -240,13 +253,7 @@ def text_scores(model, tokenizer, texts: Sequence[str], token_ids: Sequence[int]
             encoded = [seq for seq in encoded if len(seq) > 1]
             if not encoded:
                 continue
-            width = max(map(len, encoded))
-            ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)  # (B, T), right padded
-            mask = torch.zeros((len(encoded), width), dtype=torch.long)
-            for row, seq in enumerate(encoded):
-                ids[row, :len(seq)] = torch.tensor(seq)
-                mask[row, :len(seq)] = 1
-            ids, mask = ids.to(device), mask.to(device)
+            ids, mask = (t.to(device) for t in right_padded(encoded, pad_id))
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
             keep = mask[:, 1:].bool()  # (B, T-1)
             total -= float(logp.gather(-1, ids[:, 1:, None])[..., 0][keep].sum())

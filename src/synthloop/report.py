@@ -67,6 +67,11 @@ def figure(
         ax.set_yscale(yscale)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, frameon=False)
+    return _titled(fig, title, caption)
+
+
+def _titled(fig, title: str | None, caption: str | None):
+    """Title above and the config caption below the panels, then a tight layout."""
     if title:
         fig.suptitle(textwrap.fill(title, 110), fontsize=11)
     if caption:
@@ -189,12 +194,7 @@ not probabilities). Replicates where a
             ax.set_title(workflow, fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    if title:
-        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
-    if caption:
-        fig.text(0.01, 0.0, "\n".join(textwrap.fill(line, 150) for line in caption.splitlines()), fontsize=8, va="top")
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title, caption)
 
 
 def curve_table(metrics: pd.DataFrame, theory: pd.DataFrame | None = None, *, xlabel: str = "n", title: str = ""):
@@ -260,12 +260,7 @@ def sample_grid(samples: dict[str, dict[int, np.ndarray]], *, generations: list[
                 ax.set_title(f"generation {g}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(workflow, fontsize=9)
-    if title:
-        fig.suptitle(textwrap.fill(title, 110), fontsize=11)
-    if caption:
-        fig.text(0.01, 0.0, "\n".join(textwrap.fill(line, 150) for line in caption.splitlines()), fontsize=8, va="top")
-    fig.tight_layout()
-    return fig
+    return _titled(fig, title, caption)
 
 
 def _mosaic(images: np.ndarray) -> np.ndarray:

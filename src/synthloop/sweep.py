@@ -26,7 +26,7 @@ import re
 import time
 import tomllib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,15 @@ import pandas as pd
 import tomli_w
 
 from .executors import Executor, SerialExecutor
-from .experiment import FORMAT_KEY, FORMAT_VERSION, Experiment, check_format, load_experiment, parse_key, parse_value
+from .experiment import (
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    Experiment,
+    check_format,
+    load_experiment,
+    parse_key,
+    parse_value,
+)
 from .store import atomic_write, read_failed, write_parquet
 from .validation import ConfigError
 
@@ -406,28 +414,29 @@ def _read_sweep(path: Path) -> RunInfo:
     return RunInfo(path, "sweep", str(base.get("name", path.name)), task_name, params, workflows, status, None, {}, cells, finished, failed)
 
 
+def walk_runs(directory: Path) -> Iterator[tuple[str, Path]]:
+    """``("sweep", path)`` and ``("run", path)`` for every sweep directory (sweep.toml) and run
+    directory (config.toml) at or under ``directory``, in path order; a sweep's cells are not
+    descended into, nor are hidden or unreadable folders."""
+    if (directory / "sweep.toml").is_file():
+        yield "sweep", directory
+        return
+    if (directory / "config.toml").is_file():
+        yield "run", directory
+        return
+    try:
+        children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return
+    for child in children:
+        yield from walk_runs(child)
+
+
 def find_runs(root: str | Path) -> list[RunInfo]:
     """Run directories (folders with config.toml) and sweeps (with sweep.toml) under ``root``.
 
     A sweep is listed once, with its cell count; its cells are not listed separately.
     """
     root = Path(root)
-    found: list[RunInfo] = []
-
-    def walk(directory: Path) -> None:
-        if (directory / "sweep.toml").is_file():
-            found.append(_read_sweep(directory))
-            return
-        if (directory / "config.toml").is_file():
-            found.append(_read_run(directory))
-            return
-        try:
-            children = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            return
-        for child in children:
-            walk(child)
-
-    if root.is_dir():
-        walk(root)
+    found = [_read_sweep(path) if kind == "sweep" else _read_run(path) for kind, path in walk_runs(root)] if root.is_dir() else []
     return found
