@@ -7,10 +7,10 @@
     for g in 1..G:
         inputs = task.sample_inputs(real, n_g)             # fresh x, the fixed design, or None
         data   = task.synthesize(model, inputs, n_g)       # n_g = workflow.synthetic_size(g, n)
-        data   = task.take_rows(data, verifier.select(...))  # optional: keep a share, by score
+        data   = task.take_rows(data, verifier.select(...))  # optional: data or label selection
         pool.add(data, generation=g)
-        model  = task.fit(pool through workflow.compose(pool.sizes, g))
-        record(g, task.evaluate(model), verification, cost, lineage)
+        model  = task.fit(pool through workflow.compose(pool.sizes, g), init=model if task.fine_tunes)
+        record(g, task.evaluate(model), verification, cost, lineage, task.preview(model))
 
 After every finished generation the loop hands its whole state (pool, model, generator
 states, records) to a checkpoint, so a run killed at any point resumes after its last finished
