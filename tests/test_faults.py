@@ -398,3 +398,11 @@ def test_cli_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
         assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (args, result.output)
         debug = runner.invoke(app, ["--debug", *args])
         assert isinstance(debug.exception, ConfigError), (args, debug.output)
+
+
+def test_an_undefined_curve_point_is_not_a_divergence():
+    from synthloop.loop import divergence
+
+    nan = np.array([np.nan, 1.0])
+    assert divergence({"accuracy": np.ones(2), "oracle@2500": nan}, 1, "accuracy") is None
+    assert "accuracy is NaN" in divergence({"accuracy": nan}, 1, "accuracy")

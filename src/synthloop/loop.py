@@ -16,8 +16,8 @@ After every finished generation the loop hands its whole state (pool, model, gen
 states, records) to a checkpoint, so a run killed at any point resumes after its last finished
 generation and ends with exactly the numbers of an uninterrupted run.
 
-A workflow stops early when its model diverges — a metric of ``task.evaluate`` is NaN, or its
-primary metric infinite, in some replicate; that generation is dropped and the last good one
+A workflow stops early when its model diverges — a metric of ``task.evaluate`` is NaN (curve
+points ``series@x`` aside), or its primary metric infinite, in some replicate; that generation is dropped and the last good one
 kept — or when a guard of the experiment trips (the generation that trips it is kept). The
 reason goes to ``checkpoint.stop`` and ``on_stop``; a resumed stopped workflow stays stopped.
 """
@@ -98,9 +98,13 @@ class Guard(Protocol):
 def divergence(metrics: dict[str, np.ndarray], generation: int, primary: str) -> str | None:
     """Why the model of ``generation`` diverged, or None: a NaN metric, or an infinite primary one.
 
-    Other metrics may be infinite by definition (a Gaussian's KL once its covariance is singular).
+    Other metrics may be infinite by definition (a Gaussian's KL once its covariance is singular),
+    and a curve point ``"<series>@<x>"`` is NaN where it is undefined (e.g. fewer kept rows than
+    ``x``), so neither stops a run.
     """
     for metric, values in metrics.items():
+        if "@" in metric:
+            continue
         values = np.asarray(values, dtype=float)  # (R,)
         bad = np.isnan(values) | (np.isinf(values) if metric == primary else False)
         if bad.any():
