@@ -192,6 +192,7 @@ def report_command(
             RunStore(dirs[0]).write_figure(fig)
             plt.close(fig)
             result.write_sample_figure()
+            result.write_extra_figures()
             comparison = compare.load_runs(dirs) if html or mlflow else None
         else:
             if scale not in (None, "auto", "linear", "log"):
