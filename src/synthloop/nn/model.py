@@ -132,16 +132,18 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        if last_only:  # every key, but only the last query (see GPT.forward)
+            q = q[:, :, -1:]
+            mask = None if mask is None else mask[:, :, -1:]
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            cos, sin = rope
+            q, k = apply_rope(q, cos[:, :, -q.shape[2] :], sin[:, :, -q.shape[2] :]), apply_rope(k, cos, sin)
         if cache is not None:
             start = cache.length
             cache.keys[layer][:, :, start : start + T] = k
             cache.values[layer][:, :, start : start + T] = v
             k, v = cache.keys[layer][:, :, : start + T], cache.values[layer][:, :, : start + T]  # (B, H, S, hd)
-        if last_only:  # every key, but only the last query (see GPT.forward)
-            q, T = q[:, :, -1:], 1
-            mask = None if mask is None else mask[:, :, -1:]
+        T = q.shape[2]
         if T == 1:
             # One new token per row (decoding): two small batched matmuls take about half the
             # time of the fused kernel at these sizes.
