@@ -120,9 +120,10 @@ def main() -> None:
     peak = matmul_peak(1.0 if args.quick else 3.0)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print("| shape | model | params | train tokens/s | × llama | % of peak (6N) |")
-    print("|---|---|---|---|---|---|")
     shapes = [] if args.decode_only else ["cpu"] if args.quick else ["cpu", "paper"]
+    if shapes:
+        print("| shape | model | params | train tokens/s | × llama | % of peak (6N) |")
+        print("|---|---|---|---|---|---|")
     for name in shapes:
         shape = SHAPES[name]
         batch, length = (64, 48) if name == "cpu" else (32, 64)
