@@ -161,6 +161,8 @@ def test_gate_holds_when_the_next_difficulty_is_unsolved():
     first = run.metrics[run.metrics["generation"] == 0].set_index("metric")["value"]
     assert first["accuracy_d4"] < 0.99  # 40 steps do not extend to length 4
     assert final["kept"] == 0 and final["frontier"] == 3
+    held = run.generations.query("generation == 1").iloc[0]
+    assert held["synthesized"] == 40 and held["kept"] == 0  # in the pool, masked out of training
     assert "label_accuracy" not in final and "synthesized_difficulty" not in final  # nothing labelled
 
 

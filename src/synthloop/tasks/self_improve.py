@@ -379,6 +379,11 @@ class SelfImproveTask(Task):
                 metrics[name] = values
         return metrics
 
+    def usable_rows(self, data: Examples, kept: int) -> float:
+        """Rows that passed the filter (mean over replicates); the others stay in the pool,
+        masked out of training."""
+        return float(data.keep.sum(axis=1).mean())
+
     def extra_figures(self, metrics, title: str) -> dict:
         """``heatmap``: accuracy per difficulty and round (one ``heatmap-<workflow>`` per
         workflow when there are several)."""
