@@ -168,3 +168,26 @@ def test_evaluation_hooks_run_every_log_every_steps():
     result = trainer.fit(tok.batch(prompts, prompts))
     assert seen == [(5, True), (10, True), (12, True)]
     assert [s for s, _ in result.history] == [5, 10, 12] and result.tokens > 0
+
+
+def test_cli_training_bar_follows_the_trainer():
+    import logging
+
+    from rich.progress import Progress
+
+    from synthloop.cli import training_progress
+
+    tok = CharTokenizer("0123456789")
+    prompts = _copy_data(np.random.default_rng(0), 50, 3)
+    g = torch.Generator().manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16), g)
+    trainer = Trainer(model, TrainConfig(steps=12, batch_size=8, warmup=2, device="cpu", log_every=5), g)
+    logger = logging.getLogger("synthloop.nn.trainer")
+    before = (logger.level, logger.propagate, len(logger.handlers))
+    with Progress(disable=True) as progress, training_progress(progress):
+        assert not progress.tasks  # no bar until a network trains
+        result = trainer.fit(tok.batch(prompts, prompts))
+    (bar,) = progress.tasks
+    assert bar.completed == bar.total == 12
+    assert f"loss {result.loss:.4f}" in bar.description and "tokens/s" in bar.description
+    assert (logger.level, logger.propagate, len(logger.handlers)) == before

@@ -161,6 +161,8 @@ def test_gate_holds_when_the_next_difficulty_is_unsolved():
     first = run.metrics[run.metrics["generation"] == 0].set_index("metric")["value"]
     assert first["accuracy_d4"] < 0.99  # 40 steps do not extend to length 4
     assert final["kept"] == 0 and final["frontier"] == 3
+    held = run.generations.query("generation == 1").iloc[0]
+    assert held["synthesized"] == 40 and held["kept"] == 0  # in the pool, masked out of training
     assert "label_accuracy" not in final and "synthesized_difficulty" not in final  # nothing labelled
 
 
@@ -176,16 +178,44 @@ def test_resume_reproduces_the_round(tmp_path):
     assert (tmp_path / "run" / "metrics.parquet").exists()
 
 
-def test_heatmap_is_a_function_of_the_metrics():
+def test_heatmap_is_a_function_of_the_metrics(tmp_path):
     import matplotlib.pyplot as plt
+    from typer.testing import CliRunner
 
+    from synthloop.cli import app
     from synthloop.tasks.self_improve import heatmap_figure
 
-    run = synthloop.run(experiment(generations=1))
+    run = synthloop.run(experiment(generations=1), out=tmp_path / "run")
     fig = heatmap_figure(run.metrics, title="tiny")
     image = fig.axes[0].images[0].get_array()
     assert image.shape == (2, 5)  # rounds × difficulties
     plt.close(fig)
+    heatmap = tmp_path / "run" / "heatmap.png"
+    assert heatmap.stat().st_size > 1000
+    # An interrupted run (no results files yet, only checkpoints): the report draws it anew.
+    for name in ("heatmap.png", "metrics.parquet", "summary.json"):
+        (tmp_path / "run" / name).unlink()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "interrupted run" in result.output and heatmap.stat().st_size > 1000
+
+
+def test_heatmap_per_workflow():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from synthloop.tasks.self_improve import SelfImproveTask
+
+    rows = [{"replicate": 0, "generation": g, "workflow": w, "metric": f"accuracy_d{d}", "value": 1.0 / d}
+            for w in ("accumulate", "gate 0.9") for g in range(3) for d in (1, 2, 3, 4)]
+    task = SelfImproveTask(experiment().task)
+    figures = task.extra_figures(pd.DataFrame(rows), title="two")
+    assert sorted(figures) == ["heatmap-accumulate", "heatmap-gate_0.9"]
+    assert figures["heatmap-accumulate"].axes[0].images[0].get_array().shape == (3, 4)
+    single = task.extra_figures(pd.DataFrame(rows[:12]), title="one")
+    assert list(single) == ["heatmap"]
+    for fig in [*figures.values(), *single.values()]:
+        plt.close(fig)
 
 
 def test_core_and_configs_import_without_torch():

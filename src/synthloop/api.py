@@ -153,6 +153,20 @@ class Run:
         store.write_figure(fig, "samples", ("png",))
         plt.close(fig)
 
+    def write_extra_figures(self) -> list[str]:
+        """Write the task's extra figures (:meth:`Task.extra_figures`, e.g. ``heatmap.png``) into
+        the run directory; their names."""
+        if self.path is None or not len(self.metrics):
+            return []
+        import matplotlib.pyplot as plt
+
+        figures = self.experiment.build_task().extra_figures(self.metrics, title=self.experiment.description or self.experiment.name)
+        store = RunStore(self.path)
+        for name, fig in figures.items():
+            store.write_figure(fig, name, ("png",))
+            plt.close(fig)
+        return list(figures)
+
     def table(self, metric: str | None = None):
         """A rich table of measured means ± 95% CI beside the theory (print :meth:`caption` with it)."""
         metric = metric or self.metric
@@ -270,6 +284,7 @@ def run(
         store.write_figure(fig)
         plt.close(fig)
         result.write_sample_figure()
+        result.write_extra_figures()
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -91,15 +92,16 @@ def run_command(
         out = out or Path("runs") / experiment.name
         total = len(experiment.workflows) * (experiment.generations + 1)
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("generations × workflows"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
             TimeRemainingColumn(), console=err_console, disable=quiet, transient=True,
         ) as progress:
-            bar = progress.add_task(f"{experiment.name} ({experiment.replicates} replicates)", total=total)
+            bar = progress.add_task(f"{experiment.name} ({experiment.replicates} replicates)", total=total, unit="generations × workflows")
 
             def advance(workflow: str, record) -> None:
                 progress.update(bar, advance=1, description=f"{experiment.name}: {workflow} g={record.generation}")
 
-            result = api.run(experiment, out=out, overwrite=overwrite, on_generation=advance)
+            with training_progress(progress):
+                result = api.run(experiment, out=out, overwrite=overwrite, on_generation=advance)
         if mlflow is not None:
             _export_mlflow([result.path], mlflow)
     except ConfigError as error:
@@ -115,6 +117,39 @@ def run_command(
         console.print(result.table())
         console.print(result.caption(), style="dim", highlight=False)
     console.print(f"run directory: [bold]{result.path}[/] (figure.png, metrics.parquet, summary.json)")
+
+
+@contextmanager
+def training_progress(progress):
+    """A second bar on ``progress`` that follows the neural trainer's logged steps (loss,
+    tokens/s); it appears only when a task trains a network."""
+    from rich.progress import TaskID
+
+    bar: list[TaskID] = []
+
+    class Bar(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            info = getattr(record, "progress", None)
+            if info is None:
+                return
+            step, steps, loss, rate = info
+            if not bar:
+                bar.append(progress.add_task("training", total=steps, unit="steps"))
+            description = f"training: loss {loss:.4f}, {rate:,.0f} tokens/s"
+            progress.update(bar[0], completed=step, total=steps, description=description)
+
+    logger = logging.getLogger("synthloop.nn.trainer")
+    handler, level, propagate = Bar(), logger.level, logger.propagate
+    # INFO records reach the bar only; the root handler keeps showing warnings alone.
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _saved_so_far(experiment, out: Path) -> str:
@@ -192,6 +227,7 @@ def report_command(
             RunStore(dirs[0]).write_figure(fig)
             plt.close(fig)
             result.write_sample_figure()
+            result.write_extra_figures()
             comparison = compare.load_runs(dirs) if html or mlflow else None
         else:
             if scale not in (None, "auto", "linear", "log"):

@@ -53,7 +53,9 @@ class GenerationRecord:
     wall_time_s : float
         Seconds spent synthesizing, fitting and evaluating this generation (all replicates).
     synthesized, kept : int
-        Synthetic rows produced and kept per replicate (0 at generation 0).
+        Synthetic rows produced and kept per replicate (0 at generation 0); ``kept`` counts
+        the rows training uses (:meth:`Task.usable_rows`: mean over replicates where a task's
+        own filter keeps different counts).
     composition : ndarray of shape (g + 1,)
         Lineage: mean rows the training set took from each source (real, 1, …, g).
     preview : ndarray or None
@@ -229,7 +231,7 @@ def run_loop(
         reason = divergence(evaluated, g, task.primary_metric)  # verification metrics may be NaN by design (no wrong row)
         if reason:
             return stop(g - 1, reason)
-        record = GenerationRecord(g, {**evaluated, **verified}, time.perf_counter() - start, n, kept, composition, task.preview(model))
+        record = GenerationRecord(g, {**evaluated, **verified}, time.perf_counter() - start, n, task.usable_rows(data, kept), composition, task.preview(model))
         records.append(record)
         if checkpoint is not None:
             checkpoint.save(LoopState(g, model, pool, seeding.generator_states(rngs), records))

@@ -18,7 +18,7 @@ def _prefill(model: GPT, tokens: torch.Tensor, valid: torch.Tensor, max_new: int
     dtype = next(model.parameters()).dtype
     cache = KVCache(model.config, B, T + max_new, tokens.device, dtype)
     positions = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
-    logits = model(tokens, positions=positions, valid=valid, cache=cache)
+    logits = model(tokens, positions=positions, valid=valid, cache=cache, last_only=True)  # (B, 1, V)
     return cache, logits[:, -1].float(), positions[:, -1] + 1  # next position per row (B,)
 
 

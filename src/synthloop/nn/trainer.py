@@ -202,8 +202,10 @@ class Trainer:
                 history.append((self.step, mean))
                 window = []
                 elapsed = time.perf_counter() - start
+                rate = seen / max(elapsed, 1e-9)
+                # ``progress`` lets a front end (the CLI's bar) follow training without parsing text.
                 log.info("step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s", self.step, c.steps, mean,
-                         learning_rate(self.step - 1, c), seen / max(elapsed, 1e-9))
+                         learning_rate(self.step - 1, c), rate, extra={"progress": (self.step, c.steps, mean, rate)})
                 for hook in self.hooks:
                     hook(self.step, self)
         loss_value = history[-1][1] if history else float("nan")

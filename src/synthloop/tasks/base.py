@@ -203,6 +203,18 @@ class Task(ABC):
         kept per generation and drawn as ``samples.png``; None (the default) for tasks without."""
         return None
 
+    def usable_rows(self, data: Any, kept: int) -> float:
+        """How many of a generation's ``kept`` synthetic rows training uses, as recorded in
+        ``generations.parquet``: all of them (the default), unless the task masks some out of
+        training itself while they stay in the pool (self-improvement's filter)."""
+        return kept
+
+    def extra_figures(self, metrics: Any, title: str) -> dict[str, Any]:
+        """Figures beyond ``figure.png``, pure functions of a run's long-format ``metrics`` frame,
+        by file name: ``{"heatmap": fig}`` is written as ``heatmap.png`` by ``synthloop.run`` and
+        redrawn by ``synthloop report``; none (the default) for most tasks."""
+        return {}
+
     def theory(self, workflow: Workflow, generations: int) -> Theory:
         """Predictions for this configuration under ``workflow``; none by default."""
         return Theory(note=f"no theory for task {self.config.name!r}")

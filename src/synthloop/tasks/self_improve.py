@@ -26,6 +26,7 @@ checkpoints hold no torch objects; torch is imported only when a model is traine
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -377,6 +378,20 @@ class SelfImproveTask(Task):
             if np.isfinite(values).all():
                 metrics[name] = values
         return metrics
+
+    def usable_rows(self, data: Examples, kept: int) -> float:
+        """Rows that passed the filter (mean over replicates); the others stay in the pool,
+        masked out of training."""
+        return float(data.keep.sum(axis=1).mean())
+
+    def extra_figures(self, metrics, title: str) -> dict:
+        """``heatmap``: accuracy per difficulty and round (one ``heatmap-<workflow>`` per
+        workflow when there are several)."""
+        workflows = list(dict.fromkeys(metrics["workflow"]))
+        if len(workflows) == 1:
+            return {"heatmap": heatmap_figure(metrics, title=title)}
+        safe = {w: re.sub(r"[^A-Za-z0-9_.-]+", "_", str(w)) for w in workflows}  # workflow labels are free text
+        return {f"heatmap-{safe[w]}": heatmap_figure(metrics, w, title=f"{title}: {w}") for w in workflows}
 
     def verification_problem(self) -> str | None:
         return "self-improvement filters its own labels (task.filter); the loop's verifiers keep a fixed share instead"
