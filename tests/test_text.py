@@ -131,3 +131,19 @@ def test_diversity_on_known_strings():
     assert d["vocabulary"] == 5 and d["distinct_1"] == pytest.approx(5 / 6) and d["distinct_3"] == 1.0
     assert d["real_words"] == pytest.approx(5 / 6)
     assert "real_words" not in diversity("no reference")
+
+
+@needs_torch
+@pytest.mark.skipif(not available("bible"), reason=f"corpus 'bible' is not installed ({INSTALL['bible']})")
+def test_bpe_tokenizer_round_trip_and_one_generation():
+    from synthloop.tasks.text import encoded
+
+    corpus = encoded("bible", "bpe", 300)
+    assert corpus.codec.vocab_size == 300 and corpus.ids.min() >= 4  # no special token in the text
+    assert 1.2 < corpus.chars_per_token < 4  # merges shorten the text
+    line = "In the beginning God created the heaven and the earth.\n"
+    assert corpus.codec.decode(corpus.codec.encode(line)) == line
+    run = synthloop.run(experiment(tokenizer="bpe", vocab_size=300, workflows=["replace"]))
+    assert set(run.metrics.metric) == METRICS and np.all(np.isfinite(run.metrics.value))
+    uniform = math.log(300) / corpus.chars_per_token  # nats per character of a uniform model
+    assert np.all(values(run, "replace", "test_loss", 0) < uniform - 0.2)

@@ -1,7 +1,6 @@
 """Language models pretrained on their own text (Gerstgrasser et al. 2024; Kazdan et al. 2025).
 
-Generation 0 trains a small decoder-only transformer (:class:`~synthloop.nn.GPT`, one token per
-character) from scratch on ``T`` characters of a real English corpus (:mod:`synthloop.corpora`).
+Generation 0 trains a small decoder-only transformer (:class:`~synthloop.nn.GPT`) from scratch on ``T`` characters of a real English corpus (:mod:`synthloop.corpora`).
 Each later generation samples a corpus of the same size from the previous model — chunks of
 ``block`` characters, each continued from ``<bos>`` at temperature ``temperature`` — and the
 workflow composes the next training set from the pool (replace, accumulate,
@@ -9,14 +8,20 @@ accumulate-subsample, real-fraction, …). Every generation trains a fresh model
 ``epochs`` passes over its training set, so accumulating costs more per generation, as in the
 papers.
 
-Data: each replicate cuts the corpus into non-overlapping chunks of ``block`` characters and
-permutes them at random into ``T / block`` training rows and ``test_size / block`` held-out
-REAL rows. A row is one chunk; the model sees ``<bos>`` then the chunk and is scored on every
-character.
+Tokens: one per character (``tokenizer = "char"``, the corpus's characters), or byte-level BPE
+(``tokenizer = "bpe"``) with ``vocab_size`` tokens trained on the whole corpus with the
+``tokenizers`` library — like the papers' pretrained tokenizers, it is fixed before any model
+sees data.
+
+Data: each replicate cuts the tokenized corpus into non-overlapping chunks of ``block`` tokens
+and permutes them at random into training rows and held-out REAL rows holding about ``T`` and
+``test_size`` characters. A row is one chunk; the model sees ``<bos>`` then the chunk and is
+scored on every token.
 
 Metrics per generation, of the model trained at that generation:
 
-- ``test_loss``: cross-entropy of the held-out real text, nats per character, and
+- ``test_loss``: cross-entropy of the held-out real text, nats per character (summed over
+  tokens, divided by the characters they decode to, so char and BPE models compare), and
   ``perplexity`` = exp(test_loss);
 - of ``test_size`` characters sampled from the model: ``distinct_1``, ``distinct_2``,
   ``distinct_3`` (distinct word n-grams / word n-grams; Li et al. 2016), ``vocabulary`` (distinct
@@ -30,6 +35,7 @@ proportional to their weight into a training set of the same size.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -117,6 +123,8 @@ class TextConfig(TaskConfig):
     heads: Integer(1, 256) = 4
     mlp_ratio: Real(0, 64, lo_open=True) = 4.0
     pos: Literal["nope", "learned", "rope"] = "rope"
+    tokenizer: Literal["char", "bpe"] = "char"
+    vocab_size: Integer(260, 1_000_000) = 512
     # training
     epochs: Real(0, 100_000, lo_open=True) = 2.0
     batch_size: Integer(1, 1_000_000) = 32
@@ -150,25 +158,97 @@ class TextConfig(TaskConfig):
             if getattr(self, key) < self.block:
                 raise ConfigError(f"task.{key} must be at least task.block = {self.block} characters; got {getattr(self, key)}")
         chunks = len(load_corpus(self.corpus)) // self.block  # one ConfigError line naming the corpus
-        if self.train_rows + self.test_rows > chunks:
+        if self.T // self.block + self.test_size // self.block > chunks:
             raise ConfigError(f"task.T + task.test_size must fit in the corpus {self.corpus!r}: {chunks * self.block} characters "
                               f"in chunks of {self.block}; got {self.T} + {self.test_size}")
         return self
 
     @property
     def train_rows(self) -> int:
-        return self.T // self.block
+        """Training chunks: ``T`` characters in chunks of ``block`` tokens."""
+        return max(1, round(self.T / (self.block * encoded(self.corpus, self.tokenizer, self.vocab_size).chars_per_token)))
 
     @property
     def test_rows(self) -> int:
-        return self.test_size // self.block
+        return max(1, round(self.test_size / (self.block * encoded(self.corpus, self.tokenizer, self.vocab_size).chars_per_token)))
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A tokenizer as plain data: the characters (``"char"``) or the BPE model's JSON (``"bpe"``).
+
+    Ids 0–3 are the special tokens of :data:`synthloop.nn.tokenizer.SPECIALS` (``<bos>`` = 1)."""
+
+    kind: str
+    spec: str  # the alphabet, or the tokenizers JSON
+
+    @functools.cached_property
+    def _impl(self):
+        if self.kind == "char":
+            from ..nn import CharTokenizer
+
+            return CharTokenizer(self.spec)
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self.spec)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._impl.vocab_size if self.kind == "char" else self._impl.get_vocab_size()
+
+    def encode(self, text: str) -> np.ndarray:
+        if self.kind == "char":
+            return np.asarray(self._impl.encode(text), dtype=np.int32)
+        # line by line in parallel: encoding one 4 MB string is 3× slower
+        return np.fromiter((i for e in self._impl.encode_batch(text.splitlines(keepends=True)) for i in e.ids), dtype=np.int32)
+
+    def decode(self, ids: np.ndarray) -> str:
+        if self.kind == "char":
+            return self._impl.decode(ids)
+        return self._impl.decode([int(i) for i in ids])
+
+    def __getstate__(self):
+        return {"kind": self.kind, "spec": self.spec}
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "kind", state["kind"])
+        object.__setattr__(self, "spec", state["spec"])
+
+
+@dataclass(frozen=True)
+class Encoded:
+    codec: Codec
+    ids: np.ndarray  # (N,) int32, the whole corpus
+    chars_per_token: float
+
+
+@functools.lru_cache(maxsize=4)
+def encoded(corpus: str, tokenizer: str, vocab_size: int) -> Encoded:
+    """The corpus tokenized (and the BPE tokenizer trained), cached per process."""
+    from ..nn.tokenizer import SPECIALS
+
+    text = load_corpus(corpus)
+    if tokenizer == "char":
+        codec = Codec("char", "".join(sorted(set(text))))
+    else:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        bpe = Tokenizer(models.BPE())
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        bpe.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        bpe.train_from_iterator([text], trainer)
+        codec = Codec("bpe", bpe.to_str())
+    ids = codec.encode(text)
+    return Encoded(codec, ids, len(text) / len(ids))
 
 
 @dataclass
 class TextData:
     """Chunks of text as token ids, replicates first."""
 
-    tokens: np.ndarray  # (R, n, block) int32, ids of the CharTokenizer of ``alphabet``
+    tokens: np.ndarray  # (R, n, block) int32 token ids
 
 
 @dataclass
@@ -176,7 +256,8 @@ class RealTextData(TextData):
     """The real training chunks, the held-out real chunks, the alphabet and the real vocabulary."""
 
     test: np.ndarray | None = None  # (R, m, block) int32
-    alphabet: str = ""
+    codec: Codec | None = None
+    test_chars: np.ndarray | None = None  # (R,) characters the held-out chunks decode to
     vocabulary: frozenset[str] = frozenset()  # words of the real training text of replicate 0
 
 
@@ -188,8 +269,8 @@ class TextModel:
     ----------
     states : list of dict of str to ndarray
         Per replicate, the GPT's ``state_dict`` as numpy arrays.
-    alphabet : str
-        Characters of the tokenizer.
+    codec : Codec
+        The tokenizer.
     metrics_ : dict of str to ndarray of shape (R,)
         Test loss, perplexity and sample diversity, computed at fit time.
     sample_ : str
@@ -197,7 +278,7 @@ class TextModel:
     """
 
     states: list[dict[str, np.ndarray]]
-    alphabet: str
+    codec: Codec
     metrics_: dict[str, np.ndarray]
     sample_: str
 
@@ -235,15 +316,15 @@ class TextTask(Task):
         return self.config.train_rows
 
     # ---- the model ----------------------------------------------------------------------
-    def _network(self, alphabet: str, state: dict | None = None, generator=None):
+    def _network(self, codec: Codec, state: dict | None = None, generator=None):
         import torch
 
-        from ..nn import GPT, CharTokenizer, GPTConfig
+        from ..nn import GPT, GPTConfig
 
         c = self.config
         if generator is None:  # the weights come from ``state``; never touch torch's global generator
             generator = torch.Generator().manual_seed(0)
-        config = GPTConfig(vocab_size=CharTokenizer(alphabet).vocab_size, block_size=c.block + 1, n_layer=c.layers,
+        config = GPTConfig(vocab_size=codec.vocab_size, block_size=c.block + 1, n_layer=c.layers,
                            n_head=c.heads, n_embd=c.width, mlp_ratio=c.mlp_ratio, pos=c.pos)
         network = GPT(config, generator)
         if state is not None:
@@ -269,7 +350,7 @@ class TextTask(Task):
         return out
 
     def cross_entropy(self, network, tokens: np.ndarray, batch: int = 256) -> float:
-        """Mean cross-entropy (nats per character) of ``network`` on chunks ``tokens`` (m, block)."""
+        """Total cross-entropy (nats) of ``network`` on chunks ``tokens`` (m, block)."""
         import torch
         import torch.nn.functional as F
 
@@ -281,7 +362,7 @@ class TextTask(Task):
                 x = self._with_bos(tokens[start : start + batch]).to(device)  # (b, block + 1)
                 logits = network(x[:, :-1]).float()  # (b, block, V)
                 total += float(F.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="sum"))
-        return total / tokens.size
+        return total
 
     def sample(self, network, n: int, generator) -> np.ndarray:
         """``n`` chunks (n, block) int32 sampled from ``<bos>`` at ``temperature``, never a special token."""
@@ -314,27 +395,28 @@ class TextTask(Task):
         return cpu_threads(self.config.threads)
 
     def sample_real(self, rngs) -> RealTextData:
-        from ..nn import CharTokenizer
-
         c = self.config
-        text = load_corpus(c.corpus)
-        alphabet = "".join(sorted(set(text)))
-        tok = CharTokenizer(alphabet)
-        chunks = len(text) // c.block
-        ids = np.asarray(tok.encode(text[: chunks * c.block]), dtype=np.int32).reshape(chunks, c.block)
+        corpus = encoded(c.corpus, c.tokenizer, c.vocab_size)
+        chunks = len(corpus.ids) // c.block
+        n_train, n_test = c.train_rows, c.test_rows
+        if n_train + n_test > chunks:
+            raise ConfigError(f"task.T + task.test_size must fit in the corpus {c.corpus!r}: {chunks} chunks of {c.block} tokens; "
+                              f"got {n_train} + {n_test}")
+        ids = corpus.ids[: chunks * c.block].reshape(chunks, c.block)
         train, test = [], []
         for rng in rngs:
             order = rng.permutation(chunks)
-            train.append(ids[order[: c.train_rows]])
-            test.append(ids[order[c.train_rows : c.train_rows + c.test_rows]])
-        vocabulary = frozenset(words(" ".join(tok.decode(row) for row in train[0])))
-        return RealTextData(tokens=np.stack(train), test=np.stack(test), alphabet=alphabet, vocabulary=vocabulary)
+            train.append(ids[order[:n_train]])
+            test.append(ids[order[n_train : n_train + n_test]])
+        test_chars = np.array([sum(len(corpus.codec.decode(row)) for row in rows) for rows in test])
+        vocabulary = frozenset(words("\n".join(corpus.codec.decode(row) for row in train[0])))
+        return RealTextData(tokens=np.stack(train), test=np.stack(test), codec=corpus.codec, test_chars=test_chars, vocabulary=vocabulary)
 
     def synthesize(self, model: TextModel, inputs, n: int, rngs) -> TextData:
         from ..nn import torch_generator
 
         with self._threads():
-            out = np.stack([self.sample(self._network(model.alphabet, model.states[r]), n, torch_generator(rng))
+            out = np.stack([self.sample(self._network(model.codec, model.states[r]), n, torch_generator(rng))
                             for r, rng in enumerate(rngs)])
         return TextData(tokens=out)
 
@@ -345,11 +427,10 @@ class TextTask(Task):
     def _fit(self, training: TrainingSet, rngs) -> TextModel:
         import torch
 
-        from ..nn import Batch, CharTokenizer, Trainer, torch_generator
+        from ..nn import Batch, Trainer, torch_generator
 
         c = self.config
         real: RealTextData = training.pool.real.data
-        tok = CharTokenizer(real.alphabet)
         tokens = training.rows("tokens")  # (R, n, block)
         weights = None
         if training.is_weighted:
@@ -362,19 +443,19 @@ class TextTask(Task):
             rows = self._with_bos(tokens[r])  # (n, block + 1)
             if weights is not None:
                 rows = rows[torch.multinomial(weights, len(rows), replacement=True, generator=generator)]
-            network = self._network(real.alphabet, generator=generator)
+            network = self._network(real.codec, generator=generator)
             trainer = Trainer(network, self._train_config(len(rows)), generator)
             result = trainer.fit(Batch(rows, torch.ones((len(rows), c.block), dtype=torch.bool)))
             log.info("replicate %d: %d chunks, %d steps, train loss %.4f, %.0f tokens/s", r, len(rows), result.steps, result.loss, result.tokens_per_s)
-            loss = self.cross_entropy(network, real.test[r])
+            loss = self.cross_entropy(network, real.test[r]) / real.test_chars[r]
             samples = self.sample(network, real.test.shape[1], generator)
-            text = "\n".join(tok.decode(row) for row in samples)
+            text = "\n".join(real.codec.decode(row) for row in samples)
             scores = {"test_loss": loss, "perplexity": math.exp(loss), "train_loss": result.loss, **diversity(text, real.vocabulary)}
             if r == 0:
                 sample_text = text[:2000]
             states.append({k: v.detach().cpu().float().numpy() for k, v in network.state_dict().items()})
             metrics.append(scores)
-        return TextModel(states, real.alphabet, {k: np.array([s[k] for s in metrics]) for k in metrics[0]}, sample_text)
+        return TextModel(states, real.codec, {k: np.array([s[k] for s in metrics]) for k in metrics[0]}, sample_text)
 
     def evaluate(self, model: TextModel, real: RealTextData) -> dict[str, np.ndarray]:
         return dict(model.metrics_)
@@ -385,6 +466,7 @@ class TextTask(Task):
     def describe(self) -> str:
         c = self.config
         corpus = c.corpus if c.corpus in CORPORA else Path(c.corpus).name
-        return (f"text: {corpus}, T={c.T:,} characters in chunks of {c.block}, {c.test_size:,} held-out, "
+        tokens = "characters" if c.tokenizer == "char" else f"byte-level BPE tokens (vocabulary {c.vocab_size})"
+        return (f"text: {corpus}, T={c.T:,} characters in chunks of {c.block} {tokens}, {c.test_size:,} held-out, "
                 f"GPT {c.layers}×{c.width} ({c.heads} heads, {c.pos}), {c.epochs:g} epochs (AdamW, lr={c.lr:g}, batch {c.batch_size}), "
                 f"sampled at temperature {c.temperature:g}")
