@@ -178,8 +178,8 @@ def test_custom_task_example_runs_every_workflow(tmp_path):
 TINY_NEURAL = ["task.T=100", "task.test_size=50", "task.epochs=1", "task.hidden=16", "task.classifier_epochs=1"]
 
 
-# Self-improvement presets train for minutes even at 2 generations; tests/test_self_improve.py runs them shrunk.
-@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if not p.startswith("self-improve-")))
+# Self-improvement and text presets train for minutes even at 2 generations; tests/test_self_improve.py and tests/test_text.py run them shrunk.
+@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if not p.startswith(("self-improve-", "text-"))))
 def test_every_preset_runs_a_short_version(preset):
     neural = synthloop.load_experiment(preset).task.name in ("vae", "diffusion")
     run = synthloop.run(preset, overrides=["generations=2", *(TINY_NEURAL if neural else [])], replicates=2)

@@ -147,3 +147,22 @@ def test_bpe_tokenizer_round_trip_and_one_generation():
     assert set(run.metrics.metric) == METRICS and np.all(np.isfinite(run.metrics.value))
     uniform = math.log(300) / corpus.chars_per_token  # nats per character of a uniform model
     assert np.all(values(run, "replace", "test_loss", 0) < uniform - 0.2)
+
+
+SHRINK = ["generations=2", "replicates=2", "task.T=1024", "task.test_size=512", "task.block=32", "task.layers=1", "task.width=16",
+          "task.heads=2", "task.epochs=1", "task.batch_size=16", "task.warmup=1", "task.device=cpu"]
+
+
+@needs_torch
+@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if p.startswith("text-")))
+def test_every_text_preset_runs_shrunk_and_resumes(tmp_path, preset):
+    corpus = "shakespeare" if "shakespeare" in preset else "bible"
+    if not available(corpus):
+        pytest.skip(f"corpus {corpus!r} is not installed ({INSTALL[corpus]})")
+    synthloop.run(preset, overrides=SHRINK, out=tmp_path / "run")
+    longer = [*SHRINK, "generations=3"]
+    resumed = synthloop.run(preset, overrides=longer, out=tmp_path / "run")  # through the restricted unpickler
+    assert resumed.metrics["generation"].max() == 3
+    assert set(resumed.metrics["workflow"]) == {w.key for w in resumed.experiment.workflows}
+    assert np.isfinite(resumed.metrics.query("metric == 'test_loss'")["value"]).all()
+    np.testing.assert_allclose(resumed.metrics.value.to_numpy(), synthloop.run(preset, overrides=longer).metrics.value.to_numpy(), rtol=1e-6)
