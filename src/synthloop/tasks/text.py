@@ -284,14 +284,14 @@ class TextModel:
 
 
 class TextTask(Task):
-    """Small character-level language models retrained on their own samples."""
+    """Small language models (character or BPE tokens) pretrained on real text, then on their own samples."""
 
     Config = TextConfig
     primary_metric = "test_loss"
     metric_labels = {
         "test_loss": "cross-entropy of held-out real text (nats per character)",
         "perplexity": "perplexity of held-out real text (per character)",
-        "train_loss": "training loss at the end of training (nats per character)",
+        "train_loss": "training loss over the last fifth of training (nats per token)",
         "distinct_1": "distinct words / words in samples",
         "distinct_2": "distinct word bigrams / bigrams in samples",
         "distinct_3": "distinct word trigrams / trigrams in samples",
