@@ -20,9 +20,10 @@ from .logistic import LogisticTask
 from .mixture import MixtureTask
 from .regression import RegressionTask
 from .self_improve import SelfImproveTask
+from .text import TextTask
 from .vae import VAETask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask, "text": TextTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 
