@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..pool import TrainingSet
-from ..validation import StrictModel
+from ..validation import ConfigError, StrictModel
 from ..workflows import Workflow
 
 Rngs = Sequence[np.random.Generator]
@@ -227,3 +227,16 @@ class Task(ABC):
             file, cls_name = name.rsplit(":", 1)
             name = f"{Path(file).name}:{cls_name}"
         return f"{name}: " + ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def require_torch(task: str, device: str) -> None:
+    """Refuse, at config time, a neural task without PyTorch or a CUDA device it was told to use."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise ConfigError(f"task {task!r} needs PyTorch, which is not installed: pip install 'synthloop[nn]'")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("task.device = 'cuda', but torch sees no CUDA device; use 'auto' or 'cpu'")

@@ -45,7 +45,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 from ..pool import TrainingSet
 from ..validation import ConfigError, Integer, Real
 from ..workflows import Workflow
-from .base import Task, TaskConfig, Theory
+from .base import Task, TaskConfig, Theory, require_torch
 
 log = logging.getLogger(__name__)
 
@@ -282,13 +282,7 @@ class ImageTask(Task):
 
     def __init__(self, config: ImageConfig):
         super().__init__(config)
-        if importlib.util.find_spec("torch") is None:
-            raise ConfigError(f"task {config.name!r} needs PyTorch, which is not installed: pip install 'synthloop[nn]'")
-        if config.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError("task.device = 'cuda', but torch sees no CUDA device; use 'auto' or 'cpu'")
+        require_torch(config.name, config.device)
 
     @property
     def real_size(self) -> int:

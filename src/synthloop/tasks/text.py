@@ -50,7 +50,7 @@ from ..corpora import CORPORA, load_corpus
 from ..pool import TrainingSet
 from ..validation import ConfigError, Integer, Real
 from ..workflows import Workflow
-from .base import Task, TaskConfig, Theory
+from .base import Task, TaskConfig, Theory, require_torch
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +301,7 @@ class TextTask(Task):
 
     def __init__(self, config: TextConfig):
         super().__init__(config)
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            raise ConfigError("task 'text' needs PyTorch, which is not installed: pip install 'synthloop[nn]'")
-        if config.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError("task.device = 'cuda', but torch sees no CUDA device; use 'auto' or 'cpu'")
+        require_torch(config.name, config.device)
 
     @property
     def real_size(self) -> int:
