@@ -9,6 +9,7 @@ a preset, a file, ``--set`` overrides or Python), never with ``assert`` deeper i
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -64,6 +65,15 @@ def Real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
         return value
 
     return Annotated[float, BeforeValidator(check)]
+
+
+def user_path(value: str, context: dict | None) -> str:
+    """A user's file path as an absolute one: relative paths are read from the directory of the
+    config file that named them (``context["base_dir"]``, set when a TOML is loaded), else the cwd."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path((context or {}).get("base_dir") or Path.cwd()) / path
+    return str(path.resolve())
 
 
 def key_of(loc: tuple, prefix: str = "") -> str:

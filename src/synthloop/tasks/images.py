@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import ValidationInfo, field_validator, model_validator
 
 from ..pool import TrainingSet
-from ..validation import ConfigError, Integer, Real
+from ..validation import ConfigError, Integer, Real, user_path
 from ..workflows import Workflow
 from .base import Task, TaskConfig, Theory, require_torch
 
@@ -202,10 +202,7 @@ class ImageConfig(TaskConfig):
         if not value.endswith(".npy"):
             what = "a .npy file of integer labels" if info.field_name == "labels" else f"one of {sorted(BUILTIN)} or a .npy file of images"
             raise ValueError(f"must be {what}")
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = Path((info.context or {}).get("base_dir") or Path.cwd()) / path
-        return str(path.resolve())
+        return user_path(value, info.context)
 
     @model_validator(mode="after")
     def _sizes(self):

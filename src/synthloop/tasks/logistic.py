@@ -49,7 +49,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 from scipy.special import expit
 
 from ..pool import TrainingSet
-from ..validation import ConfigError, Integer, Real
+from ..validation import ConfigError, Integer, Real, user_path
 from ..workflows import Workflow
 from .base import Task, TaskConfig, Theory
 
@@ -70,10 +70,7 @@ class LogisticConfig(TaskConfig):
     def _resolve(cls, value: str, info: ValidationInfo) -> str:
         if value == BUILTIN:
             return value
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = Path((info.context or {}).get("base_dir") or Path.cwd()) / path
-        return str(path.resolve())
+        return user_path(value, info.context)
 
     @model_validator(mode="after")
     def _readable(self):
