@@ -287,6 +287,29 @@ def test_statistics_fit_equals_a_fit_on_the_concatenated_rows(d, T, T0):
         np.testing.assert_allclose(drawn.covariance[r], np.atleast_2d(np.cov(chosen, rowvar=False, bias=True)), atol=1e-12)
 
 
+@pytest.mark.parametrize("d", [3, 30])  # batched numpy and per-replicate LAPACK factor updates
+def test_accumulate_folds_a_source_drawn_from_the_total_in_whitened_coordinates(d):
+    """The running total's update through the model's whitened coordinates equals Chan's update
+    with the source's own statistics, which stay drawable (the same draws) afterwards."""
+    task = GaussianTask(GaussianConfig(d=d, T=d + 8))
+    rngs = replicate_generators(4, 3, "fold")
+    pool, models = _pool_after(task, 2, rngs)
+    total = pool.total
+    data = task.synthesize(models[-1], None, task.synthetic_size, rngs)
+    twin = pickle.loads(pickle.dumps(data))
+    folded = total + data
+    assert folded.lower and folded._scatter is None  # the fast path: a Cholesky factor, no scatter
+    generic = total + twin.stats  # the source's statistics, then Chan's update
+    np.testing.assert_allclose(folded.mean, generic.mean, rtol=0, atol=1e-13)
+    scale = np.abs(generic.scatter).max()
+    np.testing.assert_allclose(folded.scatter, generic.scatter, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_array_equal(folded.rank, generic.rank)
+    np.testing.assert_array_equal(data.stats.scatter, twin.stats.scatter)  # drawn later, same draws
+    # statistics the model was not fit on (here: twice the total) take the generic update
+    other = task.synthesize(models[-1], None, task.synthetic_size, rngs)
+    assert other.fold_into(total * 2.0) is None and other.fold_into(total) is not None
+
+
 def test_weighted_mixture_of_statistics_equals_weighted_rows():
     task = GaussianTask(GaussianConfig(d=3, T=15))
     rngs = replicate_generators(5, 3, "w")
@@ -352,7 +375,7 @@ def test_source_read_rows_first_pickles_and_rebuilds_identically():
 
 
 def test_subsample_run_resumes_to_identical_numbers(tmp_path):
-    experiment = gaussian(**{"generations": 6, "replicates": 20, "workflows": ["accumulate-subsample", "replace"]})
+    experiment = gaussian(**{"generations": 6, "replicates": 20, "workflows": ["accumulate-subsample", "replace", "accumulate"]})
     full = synthloop.run(experiment).metrics
     out = tmp_path / "run"
     synthloop.run(experiment.with_overrides({"generations": 3}), out=out)

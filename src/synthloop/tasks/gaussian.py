@@ -158,6 +158,25 @@ def triangular_inverse(lower: np.ndarray) -> np.ndarray:
     return out
 
 
+def _update_factor(b: np.ndarray, z: np.ndarray, c: float, D: float) -> np.ndarray:
+    """``chol(D I + b bᵀ + c z zᵀ)`` for stacked ``b`` (R, k, k) and ``z`` (R, k)."""
+    R, k, _ = b.shape
+    if k <= 24:  # batched numpy; LAPACK per replicate below costs more in calls than in flops
+        wide = np.concatenate([b, (z * np.sqrt(c))[:, :, None]], axis=2)  # (R, k, k + 1)
+        inner = np.matmul(wide, wide.transpose(0, 2, 1))
+        inner[:, np.arange(k), np.arange(k)] += D
+        return np.linalg.cholesky(inner)
+    out = np.empty((R, k, k))
+    scaled_identity = np.asfortranarray(D * np.eye(k))
+    for r in range(R):  # lower triangles only, in place: half the flops and none of the copies
+        inner = blas.dsyrk(1.0, b[r], beta=1.0, c=scaled_identity.copy(order="F"), lower=1, overwrite_c=1)
+        inner = blas.dsyr(c, z[r], a=inner, lower=1, overwrite_a=1)
+        out[r], info = lapack.dpotrf(inner, lower=1, clean=1, overwrite_a=1)
+        if info != 0:  # D I + PSD is positive definite; only non-finite input gets here
+            raise np.linalg.LinAlgError("the accumulated scatter is not positive definite")
+    return out
+
+
 @dataclass(eq=False)
 class GaussianStats:
     """Sufficient statistics of one or more sources: row count, mean, scatter about the mean.
@@ -196,6 +215,9 @@ class GaussianStats:
     def __add__(self, other: "GaussianStats") -> "GaussianStats":
         # Chan et al.'s pairwise update: no difference of large raw sums.
         if isinstance(other, GaussianData):  # a source's statistics, drawn on first use
+            folded = other.fold_into(self)
+            if folded is not None:
+                return folded
             other = other.stats
         n = self.count + other.count
         delta = other.mean - self.mean  # (R, d)
@@ -213,8 +235,10 @@ class GaussianStats:
         return GaussianStats(n, self.mean + delta * (other.count / n), rank, _scatter=scatter)
 
     def __mul__(self, c: float) -> "GaussianStats":
+        # A copy of the mean: statistics share a mean array only with the model fit on them
+        # (GaussianData.fold_into tells the total a model was fit on by it).
         return GaussianStats(
-            self.count * c, self.mean, self.rank,
+            self.count * c, self.mean.copy(), self.rank,
             None if self.factor is None else self.factor * np.sqrt(c), self.lower,
             None if self._scatter is None else self._scatter * c,
         )
@@ -239,11 +263,17 @@ def _kept_empty(shape: tuple[int, ...]) -> np.ndarray:
     numpy advises the kernel to back large arrays with huge pages; once a long row-drawing run
     has fragmented memory, every such fault compacts memory first (Linux THP ``defrag =
     madvise``), which made drawing rows ~2.5× slower at d = 100, T = 1000. An anonymous map
-    without that advice faults in plain pages."""
+    without that advice faults in plain pages. They are mapped in at once (``MAP_POPULATE``):
+    a page fault per 4 KiB page cost more than drawing the normals that fill it (measured 2.2×
+    the kernel time of one populating map on this machine's VM)."""
     size = int(np.prod(shape)) * 8
     if size < 1 << 22:
         return np.empty(shape)
-    return np.frombuffer(mmap.mmap(-1, size), dtype=np.float64).reshape(shape)
+    if hasattr(mmap, "MAP_POPULATE"):  # Linux
+        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+    else:
+        buffer = mmap.mmap(-1, size)
+    return np.frombuffer(buffer, dtype=np.float64).reshape(shape)
 
 
 class _Streams:
@@ -332,9 +362,11 @@ class GaussianData:
         out = self.origin[:, None, :] + np.matmul(flat, self.basis.transpose(0, 2, 1))
         return out.reshape(*u.shape[:-1], self.basis.shape[1])
 
-    def _draw_stats(self) -> GaussianStats:
-        """Mean ``μ̂ + C z/√n`` and scatter ``(C B)(C B)ᵀ``, ``B`` the Bartlett factor of
-        ``Wishart_k(n − 1, I)``; with ``n − 1 < k`` the scatter ``(C Gᵀ)(C Gᵀ)ᵀ``, ``G`` Gaussian."""
+    def _whitened_draws(self) -> tuple[np.ndarray, np.ndarray, list | None]:
+        """The statistics' draws in the model's whitened coordinates, from the source's streams:
+        ``z`` (R, k) for the mean and a factor ``b`` of the scatter, the Bartlett factor of
+        ``Wishart_k(n − 1, I)`` (R, k, k) when ``n − 1 ≥ k``, else ``Gᵀ`` (R, k, n − 1) with ``G``
+        Gaussian; and the streams that continue them (conditional rows; None without Bartlett)."""
         model, n = self.model, self.size
         R, w, k = model.factor.shape
         dof = n - 1
@@ -353,20 +385,56 @@ class GaussianData:
                     rng.standard_gamma(shape, out=chi2[r])
             rows_streams.append(streams.state())
         z = draws[:, :k]
+        if not bartlett:
+            return z, draws[:, k:].reshape(R, dof, k).transpose(0, 2, 1), None
+        b = np.zeros((R, k * k))
+        b[:, _strict_lower(k)] = draws[:, k:]
+        b[:, :: k + 1] = np.sqrt(2.0 * chi2)
+        return z, b.reshape(R, k, k), rows_streams
+
+    def _draw_stats(self) -> GaussianStats:
+        """Mean ``μ̂ + C z/√n`` and scatter ``(C B)(C B)ᵀ``, ``B`` the Bartlett factor of
+        ``Wishart_k(n − 1, I)``; with ``n − 1 < k`` the scatter ``(C Gᵀ)(C Gᵀ)ᵀ``, ``G`` Gaussian."""
+        model, n = self.model, self.size
+        z, b, rows_streams = self._whitened_draws()
         mean = model.mean + np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)
-        if bartlett:
-            b = np.zeros((R, k * k))
-            b[:, _strict_lower(k)] = draws[:, k:]
-            b[:, :: k + 1] = np.sqrt(2.0 * chi2)
-            factor = np.matmul(model.factor, b.reshape(R, k, k))  # (R, w, k); lower-triangular if C is
-            lower = model.lower
+        factor = np.matmul(model.factor, b)  # (R, w, k or n − 1); lower-triangular if C and b are
+        lower = model.lower and rows_streams is not None
+        if rows_streams is not None:
             self.rows_streams = rows_streams
-        else:
-            g = draws[:, k:].reshape(R, dof, k)
-            factor = np.matmul(model.factor, g.transpose(0, 2, 1))  # (R, w, dof)
-            lower = False
         self.drawn, self.model = "stats", None  # the rows need only the statistics from here on
-        return GaussianStats(float(n), mean, np.minimum(model.rank, dof), factor=factor, lower=lower)
+        return GaussianStats(float(n), mean, np.minimum(model.rank, n - 1), factor=factor, lower=lower)
+
+    def fold_into(self, total: GaussianStats) -> GaussianStats | None:
+        """``total + self`` without forming this source's statistics, when the source was drawn
+        from the model fit on ``total`` itself (accumulate, and every workflow that weights all
+        sources equally); None otherwise.
+
+        The model is ``N(x̄, C Cᵀ)`` with ``S = D C Cᵀ`` the total's scatter (``D`` the fit's
+        divisor), and this source's statistics are ``x̄ + C z/√n`` and ``(C b)(C b)ᵀ``
+        (`_whitened_draws`, the same draws as `_draw_stats`). Chan's update then factors in the
+        whitened coordinates:
+
+        ``S + (C b)(C b)ᵀ + (N n/(N + n)) δδᵀ = C K (C K)ᵀ``,  ``K = chol(D I + b bᵀ + N/(N + n) z zᵀ)``,
+
+        with ``δ = C z/√n``: the total arrives with its Cholesky factor ``C K``, so the fit needs
+        no factorization and the new source needs no ``C b`` product. The source keeps its model
+        and streams; its own statistics, if ever read, are drawn from the same draws.
+        """
+        model, n = self.model, self.size
+        if not self.synthetic or self.drawn is not None or model is None or model.divisor is None:
+            return None
+        R, w, k = model.factor.shape
+        fitted_on_total = model.mean is total.mean and model.count == total.count
+        if not fitted_on_total or not model.lower or k != w or n - 1 < k:
+            return None
+        z, b, rows_streams = self._whitened_draws()
+        self.drawn, self.rows_streams = "stats", rows_streams
+        count = total.count + n
+        factor = np.matmul(model.factor, _update_factor(b, z, total.count / count, model.divisor))  # (R, w, w), lower
+        delta = np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)  # source mean − total mean
+        rank = np.minimum(total.rank + np.minimum(model.rank, n - 1) + 1, w)
+        return GaussianStats(count, total.mean + delta * (n / count), rank, factor=factor, lower=True)
 
     def _draw_rows(self) -> np.ndarray:
         """``n`` i.i.d. rows ``μ̂ + C z`` per replicate, ``z ~ N(0, I_k)``."""
@@ -438,12 +506,18 @@ class GaussianModel:
         Rank of ``Σ̂``; ``d`` when it is positive definite.
     lower : bool
         ``factor`` is the (square, lower-triangular) Cholesky factor of ``Σ̂``.
+    divisor, count : float or None
+        ``D`` of the fit and the statistics' row count: the statistics fit on have scatter
+        ``D · factor factorᵀ``, this count and mean ``mean`` (the same array, which no other
+        statistics share), which lets `GaussianData.fold_into` update their total.
     """
 
     mean: np.ndarray
     factor: np.ndarray
     rank: np.ndarray
     lower: bool
+    divisor: float | None = None  # D: the scatter fit on is D·factor factorᵀ
+    count: float | None = None  # rows (weighted) fit on
 
     @property
     def covariance(self) -> np.ndarray:
@@ -515,10 +589,10 @@ class GaussianTask(Task):
         w = stats.mean.shape[1]
         if stats.factor is not None:
             factor, lower = stats.factor / np.sqrt(D), stats.lower
-            return GaussianModel(stats.mean, factor, np.minimum(stats.rank, min(factor.shape[2], w)), lower)
+            return GaussianModel(stats.mean, factor, np.minimum(stats.rank, min(factor.shape[2], w)), lower, D, stats.count)
         factor, lower, rank = psd_factor(stats.scatter, int(stats.rank.max()))
         factor *= 1 / np.sqrt(D)  # the factor of S/D, without a scaled copy of S
-        return GaussianModel(stats.mean, factor, np.minimum(rank, stats.rank), lower)
+        return GaussianModel(stats.mean, factor, np.minimum(rank, stats.rank), lower, D, stats.count)
 
     def _gather(self, training: TrainingSet) -> np.ndarray:
         """The drawn rows ``(R, n, d)``, gathered source by source from each source's own rows."""
