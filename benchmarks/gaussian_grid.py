@@ -118,19 +118,25 @@ def run_cell(cell: tuple[int, int, int, int]) -> dict:
     }
 
 
+# Replace and accumulate alternate (ABBAAB) so that load changes during the measurement hit both
+# alike; each keeps its least-disturbed (minimum) time. Accumulate-subsample runs once.
+CPU_ORDER = ("replace", "accumulate", "accumulate", "replace", "replace", "accumulate", "accumulate-subsample")
+
+
 def workflow_cpu(cell: tuple[int, int, int, int]) -> tuple[tuple[int, int], dict]:
     """CPU seconds of each workflow of a cell run alone: robust to other users loading the
-    machine, which the loop's wall times per generation are not. Timed after the grid."""
+    machine, which the loop's wall times per generation are not (though not immune: a busy
+    sibling hyperthread slows the same instructions). Timed after the grid."""
     d, T, generations, replicates = cell
     out = {}
-    for w in WORKFLOWS:
+    for w in CPU_ORDER:
         cpu_start = time.process_time()
         synthloop.run(experiment(d, T, generations, replicates, workflows=[w]))
-        out[w] = time.process_time() - cpu_start
+        out[w] = min(out.get(w, math.inf), time.process_time() - cpu_start)
     return (d, T), out
 
 
-def run_grid(generations: int, replicates: int, workers: int) -> tuple[list[dict], float]:
+def run_grid(generations: int, replicates: int, workers: int) -> tuple[list[dict], float, float]:
     cells = [(d, T, generations, replicates) for d in DS for T in TS]
     # Largest first, so that no big cell is left to run alone at the end.
     cells.sort(key=lambda c: c[1] * c[0] * (c[0] + 10) + 50 * c[0] ** 3, reverse=True)
@@ -140,11 +146,12 @@ def run_grid(generations: int, replicates: int, workers: int) -> tuple[list[dict
         futures = [pool.submit(run_cell, cell) for cell in cells]
         results = [f.result() for f in as_completed(futures)]
     wall = time.perf_counter() - start
+    load = os.getloadavg()[0]
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         cpu = dict(pool.map(workflow_cpu, cells))
     for r in results:
         r["workflow_cpu_s"] = cpu[r["cell"]]
-    return results, wall
+    return results, wall, load
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +263,8 @@ def main(argv=None) -> int:
                   f"cpu_count={os.cpu_count()}, workers={args.workers}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
 
     # 1. Grid ---------------------------------------------------------------------------------
-    results, wall = run_grid(G, R, args.workers)
+    load_start = os.getloadavg()[0]
+    results, wall, load_grid = run_grid(G, R, args.workers)
     parent_rss, children_rss = maxrss_mib(resource.RUSAGE_SELF), maxrss_mib(resource.RUSAGE_CHILDREN)
     serial = sum(r["time_s"] for r in results)
     by_cell = {r["cell"]: r for r in results}
@@ -286,7 +294,8 @@ def main(argv=None) -> int:
         growth = sum(by_cell[c]["per_workflow"]["accumulate"][4] for c in cells) / sum(by_cell[c]["per_workflow"]["accumulate"][3] for c in cells)
         table.add_row(label, *[f"{per[w] * 1e3:.2f} ms" for w in WORKFLOWS], f"{ratios[label]:.2f}×", f"{growth:.2f}×")
     console.print(table)
-    table = Table(title="CPU seconds per generation (process_time of each workflow run alone ÷ generations, summed over cells)")
+    table = Table(title="CPU seconds per generation (process_time of each workflow run alone ÷ generations, summed over cells; "
+                        "replace and accumulate: least of 3 alternating runs)")
     table.add_column("cells")
     for w in WORKFLOWS:
         table.add_column(w, justify="right")
@@ -299,6 +308,8 @@ def main(argv=None) -> int:
     console.print(table)
     cell_cpu = {c: r["cpu_s"] for c, r in by_cell.items()}
     balanced = max(sum(cell_cpu.values()) / args.workers, max(cell_cpu.values()))
+    alone = {c: sum(r["workflow_cpu_s"].values()) for c, r in by_cell.items()}  # least-disturbed runs
+    balanced_alone = max(sum(alone.values()) / args.workers, max(alone.values()))
     stats_only = sum(by_cell[c]["per_workflow"][w][0] for c in by_cell for w in ("replace", "accumulate"))
     loop_total = sum(sum(v[0] for v in r["per_workflow"].values()) for r in results)
 
@@ -318,11 +329,13 @@ def main(argv=None) -> int:
     table.add_row("accumulate / replace per generation, all cells (wall)", f"{ratios['all 25']:.2f}×")
     table.add_row("accumulate / replace per generation, all cells (CPU)", f"{cpu_ratios['all 25']:.2f}×")
     table.add_row(f"unloaded estimate: max(CPU sum / {args.workers}, slowest cell CPU)", f"{balanced:.2f} s")
-    table.add_row("1-minute load average at the end", f"{os.getloadavg()[0]:.2f}")
+    table.add_row(f"  same, from the workflows run alone (Σ {sum(alone.values()):.1f} s CPU)", f"{balanced_alone:.2f} s")
+    table.add_row("1-minute load average: start / after the grid / end", f"{load_start:.2f} / {load_grid:.2f} / {os.getloadavg()[0]:.2f}")
     console.print(table)
     if G == 100 and R == 100:
         console.print(f"  goal: grid < 30 s on {args.workers} workers — [bold]{'met' if wall < 30 else 'NOT met'}[/] "
-                      f"(unloaded estimate {balanced:.1f} s: {'met' if balanced < 30 else 'NOT met'}); "
+                      f"(unloaded estimate {balanced:.1f} s / {balanced_alone:.1f} s: "
+                      f"{'met' if max(balanced, balanced_alone) < 30 else 'met by one estimate' if min(balanced, balanced_alone) < 30 else 'NOT met'}); "
                       f"accumulate ≤ 1.2× replace per generation — wall [bold]{'met' if ratios['all 25'] <= 1.2 else 'NOT met'}[/], "
                       f"CPU [bold]{'met' if cpu_ratios['all 25'] <= 1.2 else 'NOT met'}[/]")
 
