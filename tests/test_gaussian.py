@@ -287,7 +287,7 @@ def test_statistics_fit_equals_a_fit_on_the_concatenated_rows(d, T, T0):
         np.testing.assert_allclose(drawn.covariance[r], np.atleast_2d(np.cov(chosen, rowvar=False, bias=True)), atol=1e-12)
 
 
-@pytest.mark.parametrize("d", [3, 30])  # batched numpy and per-replicate LAPACK factor updates
+@pytest.mark.parametrize("d", [3, 60])  # batched numpy and per-replicate LAPACK factor updates
 def test_accumulate_folds_a_source_drawn_from_the_total_in_whitened_coordinates(d):
     """The running total's update through the model's whitened coordinates equals Chan's update
     with the source's own statistics, which stay drawable (the same draws) afterwards."""

@@ -35,8 +35,16 @@ generation, for ``replace`` and ``accumulate`` alike):
   ``(C B)(C B)ᵀ`` with ``C Cᵀ = Σ̂`` and ``B`` a Bartlett factor of ``Wishart_k(T0 − 1, I)`` —
   which is exactly the distribution of the statistics of ``T0`` Gaussian rows, at the cost of
   ``d²`` draws instead of ``T0 d``. The factor ``C B`` is kept, so ``replace`` never factorizes
-  a matrix; ``accumulate`` does one Cholesky per generation. The pool sums sources lazily, so a
-  workflow that never reads statistics never draws them.
+  a matrix. The pool sums sources lazily, so a workflow that never reads statistics never
+  draws them.
+* A source drawn from the model fit on the running total itself (``accumulate``, and every
+  workflow weighting all sources equally) is folded into that total in the model's whitened
+  coordinates (``GaussianData.fold_into``): with ``S = D C Cᵀ`` the total's scatter, the new
+  total's is ``C K (C K)ᵀ``, ``K = chol(D I + B Bᵀ + N/(N + T0) z zᵀ)``, so the total arrives
+  with its Cholesky factor; the Cholesky of a ``k × k`` matrix and its rank-``k`` product are
+  all that ``accumulate`` adds to ``replace`` (whose ``C B`` product becomes ``C K``). Same
+  draws as the source's own statistics, which stay drawable; values agree with forming the
+  statistics and refactoring to rounding (~1e-14 relative).
 * Workflows that draw rows (``accumulate-subsample``, ``real-fraction``, …) read rows first,
   drawn directly as ``μ̂ + C z`` (a triangular product); their statistics, if ever read, come
   from the rows. Rows read after statistics are drawn from the conditional law of a Gaussian
@@ -56,7 +64,7 @@ generation, for ``replace`` and ``accumulate`` alike):
   rank-revealing pivoted Cholesky (``dpstrf``) is only a fallback (e.g. a weighted mixture
   that leaves the real data out).
 
-Costs to know. ``accumulate`` pays one extra Gram product, merge and Cholesky per generation
+Costs to know. ``accumulate`` pays one ``k × k`` rank-``k`` product and Cholesky per generation
 over ``replace`` (see docs/benchmarks.md for the measured ratio); it keeps only the running
 total. Weighted mixtures keep every source's statistics, ``O(G R d²)`` memory. Row-drawn workflows
 (``accumulate-subsample``, ``real-fraction``, …) keep every source's rows, ``O(G R T0 d)``
@@ -161,20 +169,23 @@ def triangular_inverse(lower: np.ndarray) -> np.ndarray:
 def _update_factor(b: np.ndarray, z: np.ndarray, c: float, D: float) -> np.ndarray:
     """``chol(D I + b bᵀ + c z zᵀ)`` for stacked ``b`` (R, k, k) and ``z`` (R, k)."""
     R, k, _ = b.shape
-    if k <= 24:  # batched numpy; LAPACK per replicate below costs more in calls than in flops
+    if k <= 48:  # batched numpy; LAPACK per replicate below costs more in calls than in flops
         wide = np.concatenate([b, (z * np.sqrt(c))[:, :, None]], axis=2)  # (R, k, k + 1)
         inner = np.matmul(wide, wide.transpose(0, 2, 1))
         inner[:, np.arange(k), np.arange(k)] += D
         return np.linalg.cholesky(inner)
-    out = np.empty((R, k, k))
-    scaled_identity = np.asfortranarray(D * np.eye(k))
-    for r in range(R):  # lower triangles only, in place: half the flops and none of the copies
-        inner = blas.dsyrk(1.0, b[r], beta=1.0, c=scaled_identity.copy(order="F"), lower=1, overwrite_c=1)
-        inner = blas.dsyr(c, z[r], a=inner, lower=1, overwrite_a=1)
-        out[r], info = lapack.dpotrf(inner, lower=1, clean=1, overwrite_a=1)
+    # Lower triangles only, in place, with no copies: out[r].T and b[r].T are Fortran-ordered
+    # views, so LAPACK's lower triangle of out[r].T is K and out holds Kᵀ.
+    out = np.zeros((R, k, k))
+    out[:, np.arange(k), np.arange(k)] = D
+    for r in range(R):
+        inner = out[r].T
+        blas.dsyrk(1.0, b[r].T, beta=1.0, c=inner, trans=1, lower=1, overwrite_c=1)  # (bᵀ)ᵀ bᵀ = b bᵀ
+        blas.dsyr(c, z[r], a=inner, lower=1, overwrite_a=1)
+        _, info = lapack.dpotrf(inner, lower=1, clean=1, overwrite_a=1)
         if info != 0:  # D I + PSD is positive definite; only non-finite input gets here
             raise np.linalg.LinAlgError("the accumulated scatter is not positive definite")
-    return out
+    return out.transpose(0, 2, 1)
 
 
 @dataclass(eq=False)
