@@ -5,6 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from synthloop.nn import decoding  # noqa: E402
 from synthloop.nn import GPT, CharTokenizer, GPTConfig, KVCache, TrainConfig, Trainer, beam_search, generate  # noqa: E402
 from synthloop.nn.trainer import learning_rate  # noqa: E402
 
@@ -191,3 +192,26 @@ def test_cli_training_bar_follows_the_trainer():
     assert bar.completed == bar.total == 12
     assert f"loss {result.loss:.4f}" in bar.description and "tokens/s" in bar.description
     assert (logger.level, logger.propagate, len(logger.handlers)) == before
+
+
+@pytest.mark.parametrize("pos", ["nope", "rope"])
+def test_cached_greedy_decoding_matches_full_forwards(pos, monkeypatch):
+    # Prefill in blocks of 2 rows (the CPU path), left padding, then one token per step: the same
+    # tokens and log-probabilities as recomputing every sequence from scratch without a cache.
+    monkeypatch.setattr(decoding, "PREFILL_TOKENS", 12)
+    g = torch.Generator().manual_seed(0)
+    tok = CharTokenizer("0123456789")
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16, pos=pos), g).eval()
+    prompts = ["12", "3456", "7", "890123", "45"]
+    tokens, valid = tok.prompt_batch(prompts)
+    out, logprob = generate(model, tokens, valid, 5, eos=-1)  # eos never emitted: 5 tokens per row
+    for i, prompt in enumerate(prompts):
+        seq, total = tokens[i][valid[i]][None], 0.0  # (1, t) without the padding
+        for step in range(5):
+            with torch.no_grad():
+                logits = model(seq)[0, -1]
+            nxt = int(logits.argmax())
+            total += float(torch.log_softmax(logits, -1)[nxt])
+            assert nxt == int(out[i, step])
+            seq = torch.cat([seq, torch.tensor([[nxt]])], 1)
+        assert abs(total - float(logprob[i])) < 1e-5

@@ -13,13 +13,27 @@ import torch.nn.functional as F
 from .model import GPT, KVCache
 
 
+# Tokens per prefill pass. Rows are independent, so the prompts go through the model a block of
+# rows at a time: a block's activations then stay in the CPU's caches, which made a 256 × 24-token
+# prefill a third faster on one core than one pass over all rows (docs/benchmarks.md).
+PREFILL_TOKENS = 2048
+
+
 def _prefill(model: GPT, tokens: torch.Tensor, valid: torch.Tensor, max_new: int) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
     B, T = tokens.shape
     dtype = next(model.parameters()).dtype
     cache = KVCache(model.config, B, T + max_new, tokens.device, dtype)
     positions = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, T)
-    logits = model(tokens, positions=positions, valid=valid, cache=cache, last_only=True)  # (B, 1, V)
-    return cache, logits[:, -1].float(), positions[:, -1] + 1  # next position per row (B,)
+    rows = B if tokens.is_cuda else max(1, PREFILL_TOKENS // T)
+    logits, padded = [], False
+    for start in range(0, B, rows):
+        stop = start + rows
+        block = cache.rows(start, stop)
+        logits.append(model(tokens[start:stop], positions=positions[start:stop], valid=valid[start:stop],
+                            cache=block, last_only=True)[:, -1])  # (rows, V)
+        padded |= block.padded
+    cache.length, cache.padded = T, padded
+    return cache, torch.cat(logits).float(), positions[:, -1] + 1  # next position per row (B,)
 
 
 @torch.no_grad()

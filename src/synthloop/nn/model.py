@@ -84,6 +84,17 @@ class KVCache:
         self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.length = 0
+        self.padded = False  # whether any filled key is padding; while not, no mask is needed
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """A view of rows ``start:stop`` sharing this cache's memory (what is written through it
+        lands here); the caller sets ``length`` and ``padded`` here afterwards."""
+        view = object.__new__(KVCache)
+        view.keys = [k[start:stop] for k in self.keys]
+        view.values = [v[start:stop] for v in self.values]
+        view.valid = self.valid[start:stop]
+        view.length, view.padded = self.length, self.padded
+        return view
 
     @property
     def max_len(self) -> int:
@@ -94,6 +105,7 @@ class KVCache:
         self.keys = [k.index_select(0, index) for k in self.keys]
         self.values = [v.index_select(0, index) for v in self.values]
         self.valid = self.valid.index_select(0, index)
+        self.padded = self.padded and not bool(self.valid[:, : self.length].all())
 
 
 class RMSNorm(nn.Module):
@@ -146,8 +158,8 @@ class CausalSelfAttention(nn.Module):
         T = q.shape[2]
         if T == 1:
             # One new token per row (decoding): two small batched matmuls take about half the
-            # time of the fused kernel at these sizes.
-            att = torch.matmul(q, k.transpose(-1, -2)).mul_(1.0 / math.sqrt(C // self.n_head))  # (B, H, 1, S)
+            # time of the fused kernel at these sizes; scaling q costs 1/S of scaling the scores.
+            att = torch.matmul(q * (1.0 / math.sqrt(C // self.n_head)), k.transpose(-1, -2))  # (B, H, 1, S)
             if mask is not None:
                 att = att.masked_fill_(~mask, float("-inf"))
             y = torch.matmul(att.softmax(dim=-1), v)  # (B, H, 1, hd)
@@ -258,14 +270,17 @@ class GPT(nn.Module):
         if valid is not None or cache is not None:
             if valid is None:
                 valid = torch.ones(B, T, dtype=torch.bool, device=idx.device)
+            padded = not bool(valid.all())
             if cache is not None:
                 cache.valid[:, start : start + T] = valid
                 keys_valid = cache.valid[:, : start + T]  # (B, S)
+                # A flag instead of a check of every key at every decoding step.
+                padded = cache.padded = cache.padded or padded
             else:
                 keys_valid = valid
             # With no padding among the keys, plain causal attention is exact and takes the fast
             # kernel: the whole prompt (start == 0) or one new token per row (T == 1).
-            if not ((start == 0 or T == 1) and bool(keys_valid.all())):
+            if padded or not (start == 0 or T == 1):
                 S = start + T
                 q_pos = torch.arange(start, S, device=idx.device)
                 k_pos = torch.arange(S, device=idx.device)
