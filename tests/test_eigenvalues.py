@@ -231,7 +231,7 @@ SHRINK = ["task.size=2", "task.layers=1", "task.width=16", "task.heads=2", "task
           "task.real_size=0", "task.test_size=6", "task.device=cpu"]
 
 
-@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if p.startswith("feng-eigen-")))
+@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if p.startswith(("feng-eigen-generator-", "feng-eigen-beams-"))))
 def test_every_eigenvalue_preset_runs_shrunk(preset):
     experiment = synthloop.load_experiment(preset)
     assert experiment.generations == 0 and experiment.task.name == "eigenvalues"
