@@ -161,6 +161,8 @@ def test_save_and_load_give_identical_outputs_full_and_lora(tiny_dir, tmp_path):
     torch.testing.assert_close(logits(fresh), logits(adapted), rtol=0, atol=0)
     merged = logits(adapted.merge_lora())
     torch.testing.assert_close(merged, logits(reloaded), rtol=1e-5, atol=1e-5)
+    result = adapted.fine_tune(["the cat sat on a mat"], torch.Generator().manual_seed(0), steps=1, lr=1e-2)  # full, after a merge
+    assert result.trainable == sum(p.numel() for p in adapted.model.parameters())
 
 
 def test_new_lora_adapters_leave_the_outputs_unchanged(lm):

@@ -659,6 +659,8 @@ class CausalLM:
             self.add_lora(lora, generator)
         elif lora is None and self.lora_ is not None:
             raise ValueError("the model has LoRA adapters; pass lora= to train them, or merge_lora() for full fine-tuning")
+        if lora is None:
+            self.model.requires_grad_(True)  # peft's merge_and_unload leaves the merged weights frozen
         device = next(self.model.parameters()).device
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
