@@ -141,3 +141,16 @@ def test_every_llm_preset_runs_shrunk_on_the_tiny_model(files, preset):
     run = synthloop.run(preset, overrides=shrink)
     assert set(run.metrics["workflow"]) == {w.key for w in run.experiment.workflows}
     assert np.isfinite(run.metrics.query("metric == 'perplexity'")["value"]).all()
+
+
+def test_detox_loop_compares_interventions_in_one_sweep_directory(files, tmp_path):
+    from synthloop.sweep import sweep
+
+    model, corpus = files
+    shrink = [f"task.model={model}", f"task.corpus={corpus}", "task.texts=8", "task.test_texts=4", "task.seq_len=8", "task.prompt_tokens=2",
+              "task.eval_samples=4", "task.edit_pairs=4", "task.edit_tokens=2", "task.batch_size=4", "task.device=cpu", "generations=1"]
+    index = sweep("detox-loop-cpu", ["verifier.keep=1.0,0.75", "task.edit=false,true"], out=tmp_path / "sweep", overrides=shrink)
+    assert len(index) == 4 and set(index["status"]) == {"finished"}
+    cells = sorted((tmp_path / "sweep" / "cells").iterdir())
+    kept = {c.name: pd.read_parquet(c / "generations.parquet").query("generation == 1")["kept"].tolist() for c in cells}
+    assert {tuple(v) for k, v in kept.items() if "keep=0.75" in k} == {(6, 6)} and {tuple(v) for k, v in kept.items() if "keep=1.0" in k} == {(8, 8)}

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -495,7 +496,9 @@ class CausalLM:
             raise ConfigError(f"lora.targets {missing} are not linear layers of {type(self.model).__name__}; it has {sorted(names)}")
         config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.targets), lora_dropout=0.0,
                             init_lora_weights=False, task_type="CAUSAL_LM")
-        self.model = get_peft_model(self.model, config).eval()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft 0.21 asks transformers 5.24 the old way
+            self.model = get_peft_model(self.model, config).eval()
         with torch.no_grad():
             for name, parameter in self.model.named_parameters():
                 if "lora_A" in name:
