@@ -267,7 +267,7 @@ def test_save_and_reload_of_an_edited_model_gives_the_same_outputs(tiny, tmp_pat
     import torch
 
     from synthloop.editing import edit_model
-    from synthloop.lm import load_causal_lm, save_causal_lm
+    from synthloop.models.hf import load_causal_lm, save_causal_lm
 
     model, tokenizer = fresh(tiny)
     edit_model(model, random_subspace(16, 3, [0, 1, 2], np.random.default_rng(5)))
@@ -282,7 +282,7 @@ def test_save_and_reload_of_an_edited_model_gives_the_same_outputs(tiny, tmp_pat
 
 def test_load_errors_name_the_path(tmp_path):
     pytest.importorskip("transformers", reason="transformers is not installed (pip install 'synthloop[test]')")
-    from synthloop.lm import load_causal_lm
+    from synthloop.models.hf import load_causal_lm
 
     with pytest.raises(ConfigError, match="does not exist"):
         load_causal_lm(tmp_path / "nowhere")
@@ -314,7 +314,7 @@ def test_direction_tokens_reads_a_direction_through_the_unembedding(tiny):
 def test_sampling_is_reproducible_and_steerable(tiny):
     import torch
 
-    from synthloop.lm import sample, token_bias
+    from synthloop.models.hf import sample, token_bias
 
     model, tokenizer = tiny
     prompts = ["the cat", "a red dog ran"]
@@ -330,7 +330,7 @@ def test_sampling_is_reproducible_and_steerable(tiny):
 def test_pairs_from_a_model_keep_the_prompt_and_provenance(tiny):
     import torch
 
-    from synthloop.lm import token_bias
+    from synthloop.models.hf import token_bias
     from synthloop.preferences import build_pairs
 
     model, tokenizer = tiny
@@ -342,7 +342,7 @@ def test_pairs_from_a_model_keep_the_prompt_and_provenance(tiny):
 
 
 def test_perplexity_of_a_model(tiny):
-    from synthloop.lm import perplexity
+    from synthloop.models.hf import perplexity
 
     model, tokenizer = tiny
     ppl = perplexity(model, tokenizer, ["the cat sat on a mat", "a dog ran"])
@@ -381,7 +381,7 @@ def test_edit_experiment_config_file(tmp_path):
 
 def test_edit_experiment_runs_resumes_and_refuses_another_config(tiny, tmp_path):
     from synthloop.detox import EditExperiment, edit_figure, results_table, run_edit_experiment
-    from synthloop.lm import save_causal_lm
+    from synthloop.models.hf import save_causal_lm
 
     pytest.importorskip("profanity_check", reason="alt-profanity-check is not installed (pip install 'synthloop[test]')")
     model, tokenizer = tiny

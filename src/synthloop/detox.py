@@ -171,7 +171,7 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
         mlp_output_projections,
         random_subspace,
     )
-    from .lm import load_causal_lm, save_causal_lm, token_bias
+    from .models.hf import load_causal_lm, save_causal_lm, token_bias
     from .preferences import (
         build_pairs,
         corpus_sentences,
@@ -241,7 +241,7 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
         plain = _sample(model, tokenizer, eval_prompts, rngs["plain"], config, None)
         steered = _sample(model, tokenizer, eval_prompts, rngs["steered"], config, bias)
         p_plain, p_steered = toxicity_probability(plain), toxicity_probability(steered)
-        from .lm import text_scores
+        from .models.hf import text_scores
 
         scores = text_scores(model, tokenizer, held_out, list(bias), batch_size=config.batch_size)
         return {
@@ -310,7 +310,7 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
 def _sample(model, tokenizer, prompts, seed, config, bias):
     import torch
 
-    from .lm import sample
+    from .models.hf import sample
 
     return sample(model, tokenizer, prompts, torch.Generator().manual_seed(seed), max_new_tokens=config.max_new_tokens, bias=bias, batch_size=config.batch_size)
 

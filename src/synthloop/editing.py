@@ -317,7 +317,7 @@ def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int =
     """
     import torch
 
-    from .lm import right_padded
+    from .models.hf import right_padded
 
     if len(texts) == 0:
         raise ValueError("texts must not be empty")

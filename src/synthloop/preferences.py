@@ -4,7 +4,7 @@ The paper's pairs (Lee et al. 2024) continue the same prompt twice with GPT-2: u
 (preferred) and perturbed towards toxicity with PPLM (dispreferred). Here the prompts are
 sentence prefixes from an offline corpus, the preferred text is the model's own sampled
 continuation, and the dispreferred one is sampled from the same model with a logit bias on the
-tokens of a profanity word list (:func:`synthloop.lm.token_bias`) — steered decoding instead of
+tokens of a profanity word list (:func:`synthloop.models.hf.token_bias`) — steered decoding instead of
 PPLM's gradient steering. docs/editing.md says how this changes the data.
 
 Corpora (all local): ``fortunes`` (Debian's ``fortunes`` package, /usr/share/games/fortunes, the
@@ -101,12 +101,12 @@ def build_pairs(
     Parameters
     ----------
     model, tokenizer
-        A causal LM (:func:`synthloop.lm.load_causal_lm`).
+        A causal LM (:func:`synthloop.models.hf.load_causal_lm`).
     prompts : sequence of str
     generator : torch.Generator
         Both continuations of all prompts are drawn from it, in a fixed order.
     steer_bias : dict of int to float
-        Logit bias of the steered decoding (:func:`synthloop.lm.token_bias`).
+        Logit bias of the steered decoding (:func:`synthloop.models.hf.token_bias`).
     max_new_tokens : int, default 24
     source : dict, optional
         Provenance recorded in every pair (model, corpus, seed, bias …).
@@ -115,7 +115,7 @@ def build_pairs(
     -------
     list of PreferencePair
     """
-    from .lm import sample
+    from .models.hf import sample
 
     plain = sample(model, tokenizer, prompts, generator, max_new_tokens=max_new_tokens, batch_size=batch_size)
     steered = sample(model, tokenizer, prompts, generator, max_new_tokens=max_new_tokens, bias=steer_bias, batch_size=batch_size)

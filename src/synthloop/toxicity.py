@@ -6,7 +6,7 @@ microseconds per text with no download. It scores profanity and insults, not the
 toxicity that Perspective API (the paper's scorer) also catches; docs/editing.md says what
 this changes. ``better-profanity``'s list of ~900 offensive words and phrases is read from its
 package file (importing the package would build its 5 MB censor table) and steers decoding
-towards toxic text (:func:`synthloop.lm.token_bias`).
+towards toxic text (:func:`synthloop.models.hf.token_bias`).
 """
 
 from __future__ import annotations
