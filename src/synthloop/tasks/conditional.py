@@ -128,7 +128,7 @@ class ConditionalConfig(TaskConfig):
             return value
         path = user_path(value, info.context)
         if not Path(path).exists():
-            raise ConfigError(f"must be 'smollm2', a .gguf file or a save_pretrained directory; {path} does not exist")
+            raise ConfigError(f"task.{info.field_name}: must be 'smollm2', a .gguf file or a save_pretrained directory; {path} does not exist")
         return path
 
     @model_validator(mode="after")
@@ -146,7 +146,7 @@ class ConditionalConfig(TaskConfig):
         n = self.n_train
         if not 1 <= self.n_generator <= n - 1:
             raise ConfigError(f"task.generator_fraction leaves no pair for the generator or none to label: "
-                              f"round({self.generator_fraction:g} × {n}) = {round(self.generator_fraction * n)}")
+                              f"round({self.generator_fraction:g} × {n}) = {self.n_generator}")
         return self
 
     @property
@@ -170,7 +170,7 @@ class ConditionalConfig(TaskConfig):
 
     @property
     def n_generator(self) -> int:
-        return max(1, round(self.generator_fraction * self.n_train))
+        return round(self.generator_fraction * self.n_train)
 
     @property
     def n_test(self) -> int:
