@@ -20,7 +20,7 @@ import time
 import torch
 
 from synthloop.editing import edit_model, fit_toxic_subspace, mean_hidden_states
-from synthloop.lm import load_causal_lm
+from synthloop.models.hf import load_causal_lm
 from synthloop.preferences import read_pairs
 
 

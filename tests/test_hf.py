@@ -161,6 +161,8 @@ def test_save_and_load_give_identical_outputs_full_and_lora(tiny_dir, tmp_path):
     torch.testing.assert_close(logits(fresh), logits(adapted), rtol=0, atol=0)
     merged = logits(adapted.merge_lora())
     torch.testing.assert_close(merged, logits(reloaded), rtol=1e-5, atol=1e-5)
+    result = adapted.fine_tune(["the cat sat on a mat"], torch.Generator().manual_seed(0), steps=1, lr=1e-2)  # full, after a merge
+    assert result.trainable == sum(p.numel() for p in adapted.model.parameters())
 
 
 def test_new_lora_adapters_leave_the_outputs_unchanged(lm):
@@ -209,3 +211,19 @@ def test_smollm2_reads_english_and_fine_tunes_with_lora(smol, tmp_path):
     smol.save(tmp_path / "adapters")
     assert sum(f.stat().st_size for f in (tmp_path / "adapters").iterdir()) < 30_000_000
     smol.merge_lora()
+
+
+def test_prefixes_are_conditions_only_in_score_and_fine_tuning(lm):
+    texts, prefixes = ["the cat sat on a mat", "a dog ran fast"], ["the cat sat", "a dog"]
+    whole, tail = lm.score(texts), lm.score(texts, prefixes=prefixes)
+    assert whole.tokens == 5 + 3 and tail.tokens == 3 + 2
+    ids = lm.tokenizer(texts[0])["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(lm.model(input_ids=torch.tensor([ids])).logits[0, :-1], dim=-1)  # (T-1, V)
+    assert tail.nll[0] == pytest.approx(-float(sum(logp[t - 1, ids[t]] for t in range(3, 6))) / 3, abs=1e-5)
+    result = lm.fine_tune(texts, torch.Generator().manual_seed(0), steps=1, batch_size=2, lr=1e-2, prefixes=prefixes)
+    assert result.first_loss == pytest.approx((tail.nll[:2] * [3, 2]).sum() / 5, abs=1e-4)
+    with pytest.raises(ValueError, match="each text must start with its prefix"):
+        lm.score(texts, prefixes=["a dog", "a dog"])
+    with pytest.raises(ValueError, match="one entry per text"):
+        lm.score(texts, prefixes=["the"])

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -291,33 +292,51 @@ def right_padded(encoded: Sequence[Sequence[int]], pad_id: int):
     return ids, mask
 
 
-def text_scores(model, tokenizer, texts: Sequence[str], token_ids: Sequence[int] = (), batch_size: int = 16, max_length: int = 128) -> TextScores:
+def _prefix_lengths(tokenizer, texts: Sequence[str], prefixes: Sequence[str] | None) -> list[int]:
+    """Tokens of each text that are condition only: its prefix's tokens (at least the first token)."""
+    if prefixes is None:
+        return [1] * len(texts)
+    if len(prefixes) != len(texts):
+        raise ValueError(f"prefixes must have one entry per text; got {len(prefixes)} for {len(texts)} texts")
+    for text, prefix in zip(texts, prefixes):
+        if not text.startswith(prefix):
+            raise ValueError(f"each text must start with its prefix; {text[:40]!r} does not start with {prefix[:40]!r}")
+    return [max(1, len(tokenizer(p)["input_ids"])) if p else 1 for p in prefixes]
+
+
+def text_scores(model, tokenizer, texts: Sequence[str], token_ids: Sequence[int] = (), batch_size: int = 16, max_length: int = 128,
+                prefixes: Sequence[str] | None = None) -> TextScores:
     """Perplexity of ``texts``, the NLL of each, and the mean probability of ``token_ids``, in one pass.
+
+    ``prefixes`` (optional, one per text, each text starting with its own) are conditions only:
+    their tokens are not scored, e.g. a source document before its summary.
 
     Notes
     -----
-    ``PPL = exp(−Σ_i Σ_t log p(x_{i,t} | x_{i,<t}) / Σ_i (T_i − 1))`` over every text ``i``
-    (truncated to ``max_length`` tokens), the first token of each text being the condition only;
-    ``nll_i = −Σ_t log p(x_{i,t} | x_{i,<t}) / (T_i − 1)``;
-    ``mass = Σ_i Σ_t Σ_{w ∈ W} p(w | x_{i,<t}) / Σ_i (T_i − 1)``.
+    ``PPL = exp(−Σ_i Σ_{t ≥ P_i} log p(x_{i,t} | x_{i,<t}) / Σ_i (T_i − P_i))`` over every text ``i``
+    (truncated to ``max_length`` tokens), the first ``P_i`` tokens of each text being the condition
+    only (``P_i = 1`` without a prefix; else the prefix's token count);
+    ``nll_i = −Σ_{t ≥ P_i} log p(x_{i,t} | x_{i,<t}) / (T_i − P_i)``;
+    ``mass = Σ_i Σ_t Σ_{w ∈ W} p(w | x_{i,<t}) / Σ_i (T_i − P_i)`` over the same positions.
     """
     import torch
 
     device = next(model.parameters()).device
     pad_id = _pad_id(tokenizer)
     watched = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long, device=device)
+    condition = _prefix_lengths(tokenizer, texts, prefixes)
     total, mass, count = 0.0, 0.0, 0
     nll = np.full(len(texts), np.nan)
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts[start:start + batch_size]]
-            index = [start + i for i, seq in enumerate(encoded) if len(seq) > 1]
-            encoded = [seq for seq in encoded if len(seq) > 1]
+            index = [start + i for i, seq in enumerate(encoded) if len(seq) > condition[start + i]]
+            encoded = [encoded[i - start] for i in index]
             if not encoded:
                 continue
             ids, mask = (t.to(device) for t in right_padded(encoded, pad_id))
             logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-            keep = mask[:, 1:].bool()  # (B, T-1)
+            keep = mask[:, 1:].bool() & _scored(condition, index, ids.shape[1] - 1, device)  # (B, T-1)
             token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0].masked_fill(~keep, 0.0)  # (B, T-1)
             per_text = -token_logp.sum(-1)  # (B,)
             nll[index] = (per_text / keep.sum(-1)).cpu().double().numpy()
@@ -326,8 +345,16 @@ def text_scores(model, tokenizer, texts: Sequence[str], token_ids: Sequence[int]
                 mass += float(logp[..., watched].exp().sum(-1)[keep].sum())
             count += int(keep.sum())
     if count == 0:
-        raise ValueError("perplexity needs at least one text of two or more tokens")
+        raise ValueError("perplexity needs at least one text of two or more tokens (more than its prefix)")
     return TextScores(perplexity=float(np.exp(total / count)), token_mass=mass / count, tokens=count, nll=nll)
+
+
+def _scored(condition: list[int], index: list[int], width: int, device):
+    """(B, width) bool: position ``j`` predicts token ``j + 1``, scored once past the condition."""
+    import torch
+
+    first = torch.tensor([condition[i] - 1 for i in index], device=device)  # (B,)
+    return torch.arange(width, device=device)[None, :] >= first[:, None]
 
 
 def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> float:
@@ -495,7 +522,9 @@ class CausalLM:
             raise ConfigError(f"lora.targets {missing} are not linear layers of {type(self.model).__name__}; it has {sorted(names)}")
         config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.targets), lora_dropout=0.0,
                             init_lora_weights=False, task_type="CAUSAL_LM")
-        self.model = get_peft_model(self.model, config).eval()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft 0.21 asks transformers 5.24 the old way
+            self.model = get_peft_model(self.model, config).eval()
         with torch.no_grad():
             for name, parameter in self.model.named_parameters():
                 if "lora_A" in name:
@@ -600,9 +629,10 @@ class CausalLM:
             out[i] = float(logp[i, len(p) - 1:len(p) - 1 + len(c)].sum())
         return out
 
-    def score(self, texts: Sequence[str], token_ids: Sequence[int] = (), batch_size: int = 16, max_length: int = 128) -> TextScores:
-        """Perplexity of ``texts`` and the NLL of each (:func:`text_scores`)."""
-        return text_scores(self.model, self.tokenizer, texts, token_ids, batch_size=batch_size, max_length=max_length)
+    def score(self, texts: Sequence[str], token_ids: Sequence[int] = (), batch_size: int = 16, max_length: int = 128,
+              prefixes: Sequence[str] | None = None) -> TextScores:
+        """Perplexity of ``texts`` and the NLL of each (:func:`text_scores`); ``prefixes`` are not scored."""
+        return text_scores(self.model, self.tokenizer, texts, token_ids, batch_size=batch_size, max_length=max_length, prefixes=prefixes)
 
     def perplexity(self, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> float:
         return self.score(texts, batch_size=batch_size, max_length=max_length).perplexity
@@ -613,7 +643,8 @@ class CausalLM:
 
     # ---- fine-tuning ---------------------------------------------------------------------------
     def fine_tune(self, texts: Sequence[str], generator, steps: int | None = None, epochs: float = 1.0, batch_size: int = 8,
-                  lr: float = 1e-4, weight_decay: float = 0.0, max_length: int = 128, lora: LoRA | None = None) -> FineTuneResult:
+                  lr: float = 1e-4, weight_decay: float = 0.0, max_length: int = 128, lora: LoRA | None = None,
+                  prefixes: Sequence[str] | None = None) -> FineTuneResult:
         """Next-token training on ``texts`` with AdamW: all weights, or LoRA adapters.
 
         Parameters
@@ -634,6 +665,9 @@ class CausalLM:
         lora : LoRA, optional
             Train LoRA adapters instead of all weights: new ones are added when the model has
             none; existing ones are trained further.
+        prefixes : sequence of str, optional
+            One per text, each text starting with its own: conditions only, not trained on (e.g.
+            a source document before its summary); its tokens are those of the prefix alone.
 
         Returns
         -------
@@ -641,9 +675,15 @@ class CausalLM:
         """
         import torch
 
-        encoded = [seq for seq in (self.tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts) if len(seq) > 1]
+        condition = _prefix_lengths(self.tokenizer, texts, prefixes)
+        encoded, conditions = [], []
+        for text, c in zip(texts, condition):
+            seq = self.tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+            if len(seq) > c:
+                encoded.append(seq)
+                conditions.append(c)
         if not encoded:
-            raise ValueError("fine-tuning needs at least one text of two or more tokens")
+            raise ValueError("fine-tuning needs at least one text of two or more tokens (more than its prefix)")
         for key, value, lo in (("batch_size", batch_size, 1), ("max_length", max_length, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ConfigError(f"{key} must be an integer ≥ {lo}; got {value!r}")
@@ -659,6 +699,8 @@ class CausalLM:
             self.add_lora(lora, generator)
         elif lora is None and self.lora_ is not None:
             raise ValueError("the model has LoRA adapters; pass lora= to train them, or merge_lora() for full fine-tuning")
+        if lora is None:
+            self.model.requires_grad_(True)  # peft's merge_and_unload leaves the merged weights frozen
         device = next(self.model.parameters()).device
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
@@ -675,7 +717,7 @@ class CausalLM:
             ids, mask = (t.to(device) for t in right_padded([encoded[i] for i in batch], pad_id))  # (B, T)
             with torch.enable_grad():
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
-                keep = mask[:, 1:].bool()  # (B, T-1)
+                keep = mask[:, 1:].bool() & _scored(conditions, batch, ids.shape[1] - 1, device)  # (B, T-1)
                 loss = torch.nn.functional.cross_entropy(logits[keep], ids[:, 1:][keep])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -17,6 +17,7 @@ from .conditional import ConditionalTask
 from .diffusion import DiffusionTask
 from .gaussian import GaussianTask
 from .kde import KDETask
+from .llm import LLMTask
 from .logistic import LogisticTask
 from .mixture import MixtureTask
 from .regression import RegressionTask
@@ -24,7 +25,7 @@ from .self_improve import SelfImproveTask
 from .text import TextTask
 from .vae import VAETask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask, "text": TextTask, "conditional": ConditionalTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask, "text": TextTask, "llm": LLMTask, "conditional": ConditionalTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 
