@@ -248,3 +248,17 @@ def test_all_real_baseline_and_the_selection_figure(tiny, tmp_path):
 def test_presets_validate(preset):
     experiment = synthloop.load_experiment(preset)
     assert experiment.task.name == "conditional" and experiment.generations == 1
+
+
+@needs_rouge
+def test_resume_through_the_checkpoint_gives_the_numbers_of_an_uninterrupted_run(tiny, tmp_path):
+    from synthloop.tasks import conditional
+
+    def experiment(generations):
+        return Experiment.from_dict({**tiny_experiment(tiny, verifier={"name": "self", "keep": 0.5}).to_dict(), "generations": generations})
+
+    whole = synthloop.run(experiment(2), figure=False)
+    synthloop.run(experiment(1), out=tmp_path / "run", figure=False)
+    conditional.MEMO.clear()  # the resumed run rebuilds its model from the checkpoint's numpy adapters
+    resumed = synthloop.run(experiment(2), out=tmp_path / "run", figure=False)
+    np.testing.assert_allclose(resumed.metrics.value.to_numpy(), whole.metrics.value.to_numpy(), rtol=1e-6)
