@@ -87,7 +87,7 @@ def test_filtering_goes_through_the_model_verifier_and_the_edit_runs_after_each_
     assert np.isfinite(values(run, "replace", "perplexity")).all()
     assert run.generations.query("generation == 1")["kept"].item() == 4  # the verifier kept half of 8 passages
     p = values(run, "replace", "verifier_p")
-    assert len(p) == 1 and 0 <= p[0] <= 1  # share of clean synthetic passages, by the classifier
+    assert len(p) == 1 and 0 <= p[0] <= 1  # share of flagged synthetic passages, by the classifier
 
 
 def test_edit_projects_the_subspace_out_of_the_fitted_model(files):

@@ -23,7 +23,7 @@ Toxicity in the loop (DeTox issue, experiment 3):
   passages this task's judge (:meth:`LLMTask.judge`, ``1 −`` the classifier's probability of
   being offensive) scores highest; the classifier's verdict is also the task's truth
   (:meth:`LLMTask.correct`), so every run with a verifier records the synthetic data's toxicity
-  (``verifier_p`` = share of clean passages) and ``rlhf`` can model a noisy filter;
+  (``verifier_p`` = share of flagged passages) and ``rlhf`` can model a noisy filter;
 - ``edit = true`` applies the DeTox edit (:mod:`synthloop.editing`) after every fit: preference
   pairs are built from the just-fitted model (:func:`synthloop.preferences.build_pairs`: plain vs
   steered continuations of ``edit_pairs`` real prompts), the rank-``edit_rank`` toxic subspace of
@@ -358,7 +358,7 @@ class LLMTask(Task):
     def correct(self, data: LLMText, real) -> np.ndarray:
         """Whether each passage is clean: not flagged offensive by the classifier at ``threshold``,
         (R, n) bool. The classifier is the only toxicity truth available offline, so the
-        verification metrics of a run (``verifier_p`` = share of clean synthetic passages,
+        verification metrics of a run (``verifier_p`` = share of flagged synthetic passages,
         ``verifier_kept_error`` = share flagged among those kept) measure the synthetic data's
         toxicity by the same classifier the ``model`` verifier filters with."""
         from ..toxicity import toxicity_probability
