@@ -157,7 +157,7 @@ class Experiment(StrictModel):
             problem = task.verification_problem()
             if problem:
                 raise ValueError(f"verifier cannot filter this task: {problem}")
-            if self.verifier.needs_truth and not task.knows_truth:
+            if self.verifier.needs_truth and not task.knows_truth and not (self.verifier.ranks_by_distance and task.measures_distance):
                 raise ValueError(
                     f"verifier.name {self.verifier.name!r} needs the truth of synthetic rows, which task "
                     f"{self.task.name!r} does not define; use verifier.name='random'"

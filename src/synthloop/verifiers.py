@@ -85,6 +85,8 @@ class Verifier(StrictModel, ABC):
     """Scores synthetic rows; ``selection`` decides which of them are kept (see the module docstring)."""
 
     needs_truth: ClassVar[bool] = False
+    #: True when, without a right/wrong truth, the task's label distance alone can stand in for it
+    ranks_by_distance: ClassVar[bool] = False
     needs_judge: ClassVar[bool] = False
     needs_confidence: ClassVar[bool] = False
 
@@ -174,12 +176,17 @@ class OracleVerifier(Verifier):
     (label selection) it picks the candidate closest to the truth where the task measures a
     distance (``Task.label_distance``): the score adds ``1/(2(1 + distance))``, which keeps every
     correct candidate above every wrong one and orders each group by closeness — the paper's
-    "oracle-best of the beam"."""
+    "oracle-best of the beam". A task whose labels are never simply right or wrong but have a
+    distance to the truth (``conditional``: 1 − ROUGE-1 against the reference) is scored by
+    ``−distance`` alone, for every ``k``."""
 
     needs_truth: ClassVar[bool] = True
+    ranks_by_distance: ClassVar[bool] = True
     name: Literal["oracle"] = "oracle"
 
     def score(self, candidates):
+        if candidates.correct is None:
+            return -candidates.distance()
         score = candidates.correct.astype(float)
         distance = candidates.distance() if candidates.k > 1 else None
         return score if distance is None else score + 0.5 / (1.0 + distance)

@@ -135,6 +135,10 @@ class Task(ABC):
         closest candidate by; None (the default) where correctness is all there is."""
         return None
 
+    @property
+    def measures_distance(self) -> bool:
+        return type(self).label_distance is not Task.label_distance
+
     def correct(self, data: Any, real: Any) -> np.ndarray:
         """Whether each synthetic row is correct, shape (R, n) bool — the ground truth that oracle
         and rlhf verifiers use and the verification metrics (p, φ, ψ, p*) are computed from.
