@@ -148,3 +148,20 @@ def test_cli_names_the_bad_key(tmp_path):
     result = CliRunner().invoke(app, ["edit-noise", "--set", "flip_rates=[2]", "--out", str(tmp_path / "run")])
     assert result.exit_code != 0 and "flip_rates[0] must be a number in [0, 1]; got 2" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_the_fitted_subspace_does_not_depend_on_flipped_labels():
+    from test_editing import planted_embeddings
+
+    from synthloop.detox_noise import swap_flipped
+    from synthloop.editing import fit_toxic_subspace
+
+    rng = np.random.default_rng(0)
+    preferred, dispreferred, _, toxic = planted_embeddings(rng)  # (L, N, D)
+    flipped = rng.permutation(preferred.shape[1]) < preferred.shape[1] // 2  # half the labels
+    P0 = [fit_toxic_subspace(preferred, dispreferred, rank=2, centering=False).projector(i) for i in range(2)]
+    P1 = [fit_toxic_subspace(*swap_flipped(preferred, dispreferred, flipped), rank=2, centering=False).projector(i) for i in range(2)]
+    for a, b in zip(P0, P1):
+        np.testing.assert_allclose(a, b, atol=1e-10)  # a flipped pair only negates its row of T
+    centered = fit_toxic_subspace(*swap_flipped(preferred, dispreferred, flipped), rank=1)
+    assert abs(centered.basis[0, :, 0] @ toxic) > 0.99  # with centering: still the planted direction

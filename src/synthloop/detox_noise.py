@@ -69,7 +69,7 @@ class NoisyLabelsExperiment(StrictModel):
     layers: tuple[Integer(0, 1000), Integer(0, 1000)] = (12, 25)
     dpo_beta: Real(0, 100, lo_open=True) = 0.1
     dpo_learning_rate: Real(0, 1, lo_open=True) = 5e-4
-    dpo_batch_size: Integer(1, 4096) = 8
+    dpo_batch_size: Integer(1, 4096) = 4
     dpo_epochs: Integer(1, 100) = 1
     lora_rank: Integer(0, 1024) = 8
     eval_prompts: Integer(1, 10_000) = 24
