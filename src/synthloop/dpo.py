@@ -92,6 +92,18 @@ def _check(name: str, value, lo, hi, kind=int):
         raise ConfigError(f"{name} must be {what} in {'[' if kind is int else '('}{lo}, {hi}]; got {value!r}")
 
 
+def _drop_gguf_marker(model) -> None:
+    """A model read from a GGUF file is de-quantized to float32 at load, but transformers still
+    marks it quantized and its Trainer refuses to train it: drop the marker."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and type(quantizer).__name__ == "GgufHfQuantizer":
+        model.hf_quantizer = None
+        if "is_quantized" in vars(model):
+            model.is_quantized = False
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+
+
 def dpo_finetune(
     model,
     tokenizer,
@@ -149,6 +161,7 @@ def dpo_finetune(
     except ImportError as error:
         raise ConfigError(f"DPO needs trl and peft: pip install 'synthloop[llm]' ({error})") from None
 
+    _drop_gguf_marker(model)
     rows = [split_prompt(p.preferred, p.dispreferred, p.prompt) for p in pairs]
     data = Dataset.from_dict({"prompt": [r[0] for r in rows], "chosen": [r[1] for r in rows], "rejected": [r[2] for r in rows]})
     peft_config = None
