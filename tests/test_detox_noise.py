@@ -165,3 +165,20 @@ def test_the_fitted_subspace_does_not_depend_on_flipped_labels():
         np.testing.assert_allclose(a, b, atol=1e-10)  # a flipped pair only negates its row of T
     centered = fit_toxic_subspace(*swap_flipped(preferred, dispreferred, flipped), rank=1)
     assert abs(centered.basis[0, :, 0] @ toxic) > 0.99  # with centering: still the planted direction
+
+
+def test_a_gguf_marked_model_loses_the_marker_only(tiny):  # noqa: F811
+    from synthloop.dpo import _drop_gguf_marker
+
+    class GgufHfQuantizer:  # what transformers leaves on a model read from a .gguf file (already float32)
+        pass
+
+    model = copy.deepcopy(tiny[0])
+    model.hf_quantizer = GgufHfQuantizer()
+    model.config.quantization_config = {"quant_method": "gguf"}
+    _drop_gguf_marker(model)
+    assert model.hf_quantizer is None and not getattr(model, "is_quantized", False) and getattr(model.config, "quantization_config", None) is None
+    other = copy.deepcopy(tiny[0])
+    other.hf_quantizer = object()  # a real quantizer is left for the Trainer to judge
+    _drop_gguf_marker(other)
+    assert other.hf_quantizer is not None
