@@ -44,10 +44,12 @@ from .validation import ConfigError, Integer, Real, StrictModel, validate
 
 log = logging.getLogger(__name__)
 
-METRICS = ["toxicity_steered", "toxicity_plain", "perplexity", "seconds"]
+# Plain decoding is rarely toxic with these prompts (0 flagged everywhere at CPU scale): the
+# sampling-free toxic_mass is the more informative second panel.
+METRICS = ["toxicity_steered", "toxic_mass", "perplexity", "seconds"]
 LABELS = {
     "toxicity_steered": "flagged continuations, steered decoding",
-    "toxicity_plain": "flagged continuations, plain decoding",
+    "toxic_mass": "P(steering token) on held-out text",
     "perplexity": "perplexity of held-out text",
     "seconds": "wall time of the method (s)",
 }
