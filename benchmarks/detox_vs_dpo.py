@@ -10,7 +10,7 @@ The edit: embedding the 2N texts (one forward pass each, batches of 32), fitting
 every linear layer, batch 4, beta 0.1) on a fresh copy of the model, LoRA merge included. Each
 phase is timed in wall-clock seconds and in CPU seconds of this process (``time.process_time``:
 on a loaded machine the wall time also measures the neighbours, the CPU time the work); the load
-average is printed before and after.
+average is printed before and after; the edit's timings are printed as soon as they are known.
 
 Without ``--pairs-file`` the pairs are for timing only: prompt = the first 6 words of a
 ``fortunes`` sentence, preferred = the sentence cut to 16 words, dispreferred = the prompt and 4
@@ -77,6 +77,7 @@ def main() -> None:
         "load_model": [load_wall, load_cpu], "embed": [embed_wall, embed_cpu], "fit": [fit_wall, fit_cpu], "edit": [edit_wall, edit_cpu],
         "edit_total": [round(embed_wall + fit_wall + edit_wall, 2), round(embed_cpu + fit_cpu + edit_cpu, 2)],
     }
+    print(json.dumps(report), flush=True)  # the edit's numbers survive a DPO epoch cut short by a timeout
     if not args.skip_dpo:
         (_, result), dpo_wall, dpo_cpu = timed(lambda: dpo_finetune(fresh, tokenizer, pairs, batch_size=4, lora_rank=8, seed=0))
         report.update({"dpo_epoch": [dpo_wall, dpo_cpu], "dpo_steps": result.steps,
