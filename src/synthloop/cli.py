@@ -694,6 +694,41 @@ def edit_command(
     console.print(f"run directory: [bold]{out}[/] (figure.png, metrics.parquet, pairs.jsonl, directions.csv)")
 
 
+
+@app.command("edit-noise")
+def edit_noise_command(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML file of NoisyLabelsExperiment keys (default: the CPU-scale defaults)")] = None,
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default: runs/<name>); resumed if interrupted")] = None,
+    overwrite: Annotated[bool, typer.Option(help="discard an existing run directory of a different experiment")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or table")] = False,
+):
+    """Noisy preference labels: the toxic-subspace edit vs DPO on the same, partly flipped, pairs."""
+    import pandas as pd
+
+    from .detox_noise import NoisyLabelsExperiment, noise_table, run_noisy_labels
+
+    try:
+        experiment = NoisyLabelsExperiment.load(config, set_ or [])
+        out = out or Path("runs") / experiment.name
+        with err_console.status("starting", spinner="dots") if not quiet else _nullcontext() as status:
+            run_noisy_labels(experiment, out, overwrite=overwrite, on_step=(lambda text: status.update(text)) if status is not None else None)
+    except ConfigError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted — finished conditions are saved; run the same command to resume ({out})")
+        raise typer.Exit(130)
+    if not quiet:
+        table = noise_table(pd.read_parquet(out / "metrics.parquet"))
+        view = Table(title=f"{experiment.name}: edit vs DPO under flipped labels, {experiment.model}, {experiment.n_pairs} pairs",
+                     caption=f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences; seconds = wall time of the method")
+        for column in table.columns:
+            view.add_column(column, justify="left" if column == "method" else "right")
+        for _, row in table.iterrows():
+            view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(view)
+    console.print(f"run directory: [bold]{out}[/] (figure.png, metrics.parquet, pairs.jsonl)")
+
 def _nullcontext():
     from contextlib import nullcontext
 

@@ -18,8 +18,14 @@ into the residual stream from the MLP, so that the layer can no longer write int
 :func:`random_subspace` is the control of the same rank; :func:`direction_tokens` reports what
 each removed direction means as the tokens it maps to through the unembedding (logit lens), as
 the authors do. The functions on arrays are pure numpy; the ones that take a model need torch and
-a transformers causal LM of the Llama family (``model.model.layers[i].mlp.down_proj``, e.g.
-SmolLM2) and say so clearly otherwise.
+one of two kinds of model, and say so clearly otherwise:
+
+- a transformers causal LM of the Llama family (``model.model.layers[i].mlp.down_proj``, e.g.
+  SmolLM2) with its tokenizer;
+- synthloop's own transformer (:class:`synthloop.nn.model.GPT`: ``model.blocks[i].mlp.down``)
+  with a tokenizer whose ``encode(text)`` gives token ids (``CharTokenizer``, or a ``tokenizers``
+  ``Tokenizer``). Its hidden states are read with forward hooks on the blocks, so every block's
+  embedding (the last one's included) is in residual-stream coordinates.
 
 References
 ----------
@@ -276,23 +282,74 @@ def random_subspace(width: int, rank: int, layers: Sequence[int], rng: np.random
 # --- models (torch) ---------------------------------------------------------------------------
 
 
+def is_own_transformer(model) -> bool:
+    """Whether ``model`` is synthloop's own transformer (:class:`synthloop.nn.model.GPT`)."""
+    from .nn.model import GPT
+
+    return isinstance(model, GPT)
+
+
 def mlp_output_projections(model) -> list:
-    """The MLP output ("down") projection of every block: ``model.model.layers[i].mlp.down_proj``.
+    """The MLP output ("down") projection of every block.
+
+    ``model.model.layers[i].mlp.down_proj`` for a Llama-family transformers model,
+    ``model.blocks[i].mlp.down`` for synthloop's own transformer.
 
     Raises
     ------
     TypeError
-        When the model is not of the Llama family, naming what was found instead.
+        When the model is neither, naming what was found instead.
     """
+    if is_own_transformer(model):
+        return [block.mlp.down for block in model.blocks]
     try:
         layers = model.model.layers
         projections = [layer.mlp.down_proj for layer in layers]
     except AttributeError:
         raise TypeError(
             f"cannot edit {type(model).__name__}: the edit needs a Llama-family causal LM with "
-            "model.model.layers[i].mlp.down_proj (e.g. SmolLM2, Llama, Qwen2, Mistral)"
+            "model.model.layers[i].mlp.down_proj (e.g. SmolLM2, Llama, Qwen2, Mistral) or synthloop's "
+            "own transformer (synthloop.nn.model.GPT)"
         ) from None
     return projections
+
+
+def _token_ids(model, tokenizer, text: str, max_length: int) -> list[int]:
+    """Token ids of ``text``, truncated to ``max_length`` (and to the own transformer's block size)."""
+    if is_own_transformer(model):
+        ids = tokenizer.encode(text)
+        ids = list(getattr(ids, "ids", ids))  # a tokenizers.Tokenizer returns an Encoding
+        return ids[:min(max_length, model.config.block_size)]
+    return tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+
+
+def block_hidden_states(model, ids: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
+    """The hidden state after every block for a right-padded batch, shape (L, B, T, D).
+
+    Parameters
+    ----------
+    model : transformers causal LM or synthloop GPT
+    ids, mask : Tensor of shape (B, T)
+        Token ids and the attention mask (1 at real tokens).
+
+    Notes
+    -----
+    For a transformers model this is ``hidden_states[1:]`` (the last one after the final norm);
+    for synthloop's GPT, forward hooks collect each block's output (no final norm anywhere).
+    """
+    import torch
+
+    if not is_own_transformer(model):
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return torch.stack(out.hidden_states[1:])  # (L, B, T, D)
+    outputs = []
+    handles = [block.register_forward_hook(lambda module, args, output: outputs.append(output)) for block in model.blocks]
+    try:
+        model(ids, valid=mask.bool())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.stack(outputs)  # (L, B, T, D)
 
 
 def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> np.ndarray:
@@ -300,10 +357,10 @@ def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int =
 
     Parameters
     ----------
-    model : transformers causal LM
-        Must accept ``output_hidden_states=True``.
-    tokenizer : transformers tokenizer
-        Needs a pad token (the EOS token is used when it has none).
+    model : transformers causal LM or synthloop GPT
+        A transformers model must accept ``output_hidden_states=True``.
+    tokenizer : transformers tokenizer, or one with ``encode(text)`` for synthloop's GPT
+        A transformers tokenizer needs a pad token (the EOS token is used when it has none).
     texts : sequence of str
     batch_size : int, default 16
     max_length : int, default 128
@@ -312,8 +369,7 @@ def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int =
     Returns
     -------
     ndarray of shape (L, N, D)
-        Entry ``ℓ`` is the hidden state after block ``ℓ`` (transformers' ``hidden_states[ℓ + 1]``;
-        for the last block transformers returns it after the final norm).
+        Entry ``ℓ`` is the hidden state after block ``ℓ`` (:func:`block_hidden_states`).
     """
     import torch
 
@@ -321,15 +377,17 @@ def mean_hidden_states(model, tokenizer, texts: Sequence[str], batch_size: int =
 
     if len(texts) == 0:
         raise ValueError("texts must not be empty")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if is_own_transformer(model):
+        pad_id = 0  # masked out: any id will do
+    else:
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] or [pad_id] for t in texts[start:start + batch_size]]
+            encoded = [_token_ids(model, tokenizer, t, max_length) or [pad_id] for t in texts[start:start + batch_size]]
             ids, mask = right_padded(encoded, pad_id)
-            out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
-            hidden = torch.stack(out.hidden_states[1:]).float()  # (L, B, T, D)
+            hidden = block_hidden_states(model, ids.to(device), mask.to(device)).float()  # (L, B, T, D)
             m = mask.to(device)[None, :, :, None].float()  # (1, B, T, 1)
             chunks.append(((hidden * m).sum(2) / m.sum(2)).cpu().numpy())  # (L, B, D)
     return np.concatenate(chunks, axis=1)
@@ -362,13 +420,13 @@ def edit_model(model, subspace: ToxicSubspace):
 
     Parameters
     ----------
-    model : transformers causal LM of the Llama family
+    model : transformers causal LM of the Llama family, or synthloop GPT
     subspace : ToxicSubspace
 
     Returns
     -------
     model
-        The same object, edited: block ``ℓ``'s ``down_proj`` becomes ``(I − P_ℓ) W_out`` (and its
+        The same object, edited: block ``ℓ``'s MLP output projection becomes ``(I − P_ℓ) W_out`` (and its
         bias ``(I − P_ℓ) b`` where it has one). Applying the same edit again changes nothing.
     """
     import torch
@@ -395,9 +453,9 @@ def direction_tokens(model, tokenizer, subspace: ToxicSubspace, top: int = 10) -
 
     Parameters
     ----------
-    model : transformers causal LM
+    model : transformers causal LM or synthloop GPT
         Its ``get_output_embeddings()`` (and the final norm's scale ``model.model.norm.weight``,
-        when it has one) map the residual stream to logits.
+        when it has one) map the residual stream to logits; ``head`` and ``norm`` for the GPT.
     tokenizer : transformers tokenizer
     subspace : ToxicSubspace
     top : int, default 10
@@ -410,8 +468,11 @@ def direction_tokens(model, tokenizer, subspace: ToxicSubspace, top: int = 10) -
     """
     import torch
 
-    W_U = model.get_output_embeddings().weight.detach().float()  # (V, D)
-    norm = getattr(getattr(model, "model", None), "norm", None)
+    if is_own_transformer(model):
+        W_U, norm = model.head.weight.detach().float(), model.norm  # (V, D)
+    else:
+        W_U = model.get_output_embeddings().weight.detach().float()  # (V, D)
+        norm = getattr(getattr(model, "model", None), "norm", None)
     scale = norm.weight.detach().float() if getattr(norm, "weight", None) is not None else torch.ones(W_U.shape[1])
     rows = []
     for i, layer in enumerate(subspace.layers):
