@@ -21,6 +21,11 @@ def regression(**overrides):
 TINY_IMAGES = ["task.T=100", "task.test_size=50", "task.epochs=1", "task.hidden=16", "task.classifier_epochs=1"]
 
 
+# Presets that train neural models for minutes even shrunk; each has its own test file that runs
+# it shrunk (test_self_improve, test_text, test_eigenvalues, test_llm, test_conditional).
+OWN_TEST_PRESETS = ("self-improve-", "text-", "feng-eigen-", "llm-", "detox-loop", "feng-summarization-")
+
+
 def smoke_overrides(preset: str) -> list[str]:
     """Overrides that shrink a preset to a seconds-long smoke run: tiny image models, fewer
     synthetic inputs for the mixture curves (measured inside every fit), a smaller ridge design

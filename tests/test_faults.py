@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import regression, smoke_overrides
+from conftest import OWN_TEST_PRESETS, regression, smoke_overrides
 from typer.testing import CliRunner
 
 import synthloop
@@ -72,8 +72,8 @@ def test_unpickler_allows_only_listed_globals(tmp_path, global_name):
     assert loaded["g"].random() == np.random.default_rng(3).random()
 
 
-# Neural presets train for minutes; tests/test_self_improve.py and tests/test_text.py resume shrunk ones through the store.
-@pytest.mark.parametrize("name", [*(p for p in list_presets() if not p.startswith(("self-improve-", "text-", "feng-eigen-", "llm-", "detox-loop", "feng-summarization-"))), str(EXAMPLES / "coin.toml")])
+# Neural presets train for minutes; their own test files run them shrunk (conftest.OWN_TEST_PRESETS).
+@pytest.mark.parametrize("name", [*(p for p in list_presets() if not p.startswith(OWN_TEST_PRESETS)), str(EXAMPLES / "coin.toml")])
 def test_every_shipped_task_resumes_through_the_restricted_unpickler(tmp_path, name):
     overrides = ["generations=2", "replicates=3", *(smoke_overrides(name) if not name.endswith(".toml") else [])]
     experiment = load_experiment(name, overrides)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import regression, smoke_overrides
+from conftest import OWN_TEST_PRESETS, regression, smoke_overrides
 from typer.testing import CliRunner
 
 import synthloop
@@ -174,8 +174,8 @@ def test_custom_task_example_runs_every_workflow(tmp_path):
     assert acc[-1] < mean[-1]
 
 
-# Self-improvement and text presets train for minutes even at 2 generations; tests/test_self_improve.py and tests/test_text.py run them shrunk.
-@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if not p.startswith(("self-improve-", "text-", "feng-eigen-", "llm-", "detox-loop", "feng-summarization-"))))
+# Neural presets train for minutes even at 2 generations; their own test files run them shrunk (conftest.OWN_TEST_PRESETS).
+@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if not p.startswith(OWN_TEST_PRESETS)))
 def test_every_preset_runs_a_short_version(preset):
     run = synthloop.run(preset, overrides=["generations=2", *smoke_overrides(preset)], replicates=2)
     assert set(run.metrics["workflow"]) == {w.key for w in run.experiment.workflows}
