@@ -170,14 +170,17 @@ def _saved_so_far(experiment, out: Path) -> str:
 
 @app.command("list")
 def list_command():
-    """List the shipped presets, one line each."""
+    """List the shipped presets and sweep files, one line each."""
     from .experiment import list_presets
+    from .sweep import list_sweep_files
 
     table = Table(show_header=True, box=None)
     table.add_column("preset", style="bold")
     table.add_column("what it runs")
     for name, description in list_presets().items():
         table.add_row(name, description)
+    for name, description in list_sweep_files().items():
+        table.add_row(name, f"(sweep file: synthloop sweep {name}) {description}")
     console.print(table)
 
 
