@@ -8,7 +8,7 @@ from rich.console import Console
 from synthloop import eigen_tables
 from synthloop.eigen_tables import eigen_table, ordering, selection
 
-GENERATOR = {"accuracy_2": 0.60, "accuracy_1": 0.20, "accuracy_0.5": 0.02}
+GENERATOR = {"accuracy_2pct": 0.60, "accuracy_1pct": 0.20, "accuracy_0.5pct": 0.02}
 
 
 def cell(run, verifier, trained, init="scratch", verified=None, replicates=2, tolerance=0.02):
@@ -21,11 +21,11 @@ def cell(run, verifier, trained, init="scratch", verified=None, replicates=2, to
             rows.append((run, r, 1, "replace", metric, value + 0.01 * (r - 0.5) * (metric.startswith("accuracy"))))
     frame = pd.DataFrame(rows, columns=["run", "replicate", "generation", "workflow", "metric", "value"])
     params = {f"verifier.{k}": v for k, v in verifier.items()}
-    return frame.assign(**{"task.init": init, "task.tolerance": tolerance, "task.steps": 100, **params})
+    return frame.assign(**{"task.init": init, "task.tolerance": tolerance, "task.retrain_steps": 100, **params})
 
 
 def accuracy(a2, a1, a05):
-    return {"accuracy_2": a2, "accuracy_1": a1, "accuracy_0.5": a05}
+    return {"accuracy_2pct": a2, "accuracy_1pct": a1, "accuracy_0.5pct": a05}
 
 
 STATS = {"verifier_kept_fraction": 1.0, "verifier_p": 0.4, "verifier_phi": 1.0, "verifier_psi": 1.0, "verifier_p_star": 0.5, "verifier_kept_error": 0.4}
@@ -60,7 +60,7 @@ def test_rows_follow_the_papers_layout_with_its_numbers_beside_ours():
 
 def test_ordering_reports_violations_and_missing_rows():
     metrics = table2_metrics()
-    worse = metrics["run"].eq("s/label-10") & metrics["metric"].eq("accuracy_2") & metrics["generation"].eq(1)
+    worse = metrics["run"].eq("s/label-10") & metrics["metric"].eq("accuracy_2pct") & metrics["generation"].eq(1)
     metrics.loc[worse, "value"] = 0.40
     table = eigen_table(metrics)
     result = ordering(table)
@@ -96,7 +96,7 @@ def test_pooled_seeds_and_printing():
     assert "label selection, beam 10" in text and "75.0 (73.9)" in text and "60.0 (66.9)" in text and "τ = 0.5% (paper)" in text
     html = eigen_tables.html_table(table, caption="budget")
     assert "<table>" in html and "label selection, beam 5" in html and "69.1" in html
-    assert eigen_tables.budget(metrics) == "steps=100, tolerance=0.02"
+    assert eigen_tables.budget(metrics) == "retrain_steps=100, tolerance=0.02"
 
 
 @pytest.mark.parametrize(("verifier", "expected"), [

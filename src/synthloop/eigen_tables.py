@@ -53,8 +53,8 @@ STARTS = {"scratch": "from scratch", "previous": "fine-tuned generator"}
 
 
 def accuracy_metric(tolerance: float) -> str:
-    """The eigenvalues task's metric name of the accuracy at ``tolerance``: ``accuracy_2`` for 2%."""
-    return f"accuracy_{100 * tolerance:g}"
+    """The eigenvalues task's metric name of the greedy accuracy at ``tolerance``: ``accuracy_2pct`` for 2%."""
+    return f"accuracy_{100 * tolerance:g}pct"
 
 
 def _value(row: pd.Series, key: str):
@@ -131,7 +131,7 @@ def eigen_table(metrics: pd.DataFrame, references: dict[str, pd.DataFrame] | Non
     Notes
     -----
     Cells with the same start and selection (e.g. two seeds) are pooled. Accuracy metrics are
-    fractions in [0, 1] (``accuracy_<100τ>``) and shown as percentages.
+    fractions in [0, 1] (``accuracy_<100τ>pct``) and shown as percentages.
     """
     acc = {tau: accuracy_metric(tau) for tau in tolerances}
     rows = []
@@ -269,7 +269,7 @@ CAPTION = (
 
 def budget(metrics: pd.DataFrame) -> str:
     """One line with the training budget of the cells, from their configuration columns."""
-    keys = ["task.size", "task.layers", "task.width", "task.steps", "task.batch", "task.synthetic_size", "task.tolerance", "replicates"]
+    keys = ["task.size", "task.layers", "task.width", "task.retrain_steps", "task.batch", "task.retrain_lr", "task.synthetic_size", "task.tolerance", "replicates"]
     parts = []
     for key in keys:
         if key in metrics:
