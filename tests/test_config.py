@@ -10,9 +10,9 @@ from synthloop.experiment import load_experiment
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["generations=0"], r"^generations must be an integer in \[1, 10000\]; got 0$"),
+        (["generations=-1"], r"^generations must be an integer in \[0, 10000\]; got -1$"),
         (["replicates=-3"], r"^replicates must be an integer in \[1, 1000000\]; got -3$"),
-        (["generations=2.5"], r"^generations must be an integer in \[1, 10000\]; got 2.5$"),
+        (["generations=2.5"], r"^generations must be an integer in \[0, 10000\]; got 2.5$"),
         (["seed=true"], r"^seed must be an integer in \[0, \d+\]; got True$"),
         (["task.sigma=-1"], r"^task.sigma must be a number ≥ 0; got -1$"),
         (["task.d=0"], r"^task.d must be an integer in \[1, 100000\]; got 0$"),

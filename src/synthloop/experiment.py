@@ -112,7 +112,7 @@ class Experiment(StrictModel):
     task: SerializeAsAny[TaskConfig] = Field(default_factory=lambda: {"name": "regression"}, validate_default=True)
     workflows: list[WorkflowConfig] = Field(default_factory=_default_workflows, validate_default=True, min_length=1)
     verifier: VerifierConfig | None = Field(default=None, description="filters each generation's synthetic rows; none by default")
-    generations: Integer(1, 10_000) = 50
+    generations: Integer(0, 10_000) = Field(default=50, description="generations after generation 0; 0 fits generation 0 only (a model later runs load)")
     replicates: Integer(1, 1_000_000) = 100
     seed: Integer(0, 2**63 - 1) = 0
     report: ReportConfig = Field(default_factory=ReportConfig)

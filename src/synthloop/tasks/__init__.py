@@ -14,6 +14,7 @@ from pathlib import Path
 from ..validation import ConfigError
 from .base import Task, TaskConfig, Theory, TheoryCurve
 from .diffusion import DiffusionTask
+from .eigenvalues import EigenvaluesTask
 from .gaussian import GaussianTask
 from .kde import KDETask
 from .logistic import LogisticTask
@@ -23,7 +24,7 @@ from .self_improve import SelfImproveTask
 from .text import TextTask
 from .vae import VAETask
 
-TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask, "text": TextTask}
+TASKS: dict[str, type[Task]] = {"gaussian": GaussianTask, "regression": RegressionTask, "kde": KDETask, "logistic": LogisticTask, "mixture": MixtureTask, "vae": VAETask, "diffusion": DiffusionTask, "self-improve": SelfImproveTask, "text": TextTask, "eigenvalues": EigenvaluesTask}
 
 __all__ = ["TASKS", "Task", "TaskConfig", "Theory", "TheoryCurve", "resolve_task"]
 
