@@ -253,3 +253,15 @@ def test_sweep_file_errors_name_the_file_and_key(tmp_path, text, message):
         return
     with pytest.raises(ConfigError, match=message):
         plan_sweep(path, [])
+
+
+def test_sweep_file_with_an_inline_base_experiment(tmp_path):
+    path = tmp_path / "inline.toml"
+    path.write_text('[base]\ngenerations = 2\nreplicates = 3\nworkflows = ["replace"]\ntask = { name = "regression", d = 3, T = 20 }\n'
+                    '[grid]\n"task.sigma" = [0.5, 1.0]\n')
+    planned = plan_sweep(path, [], ["replicates=2"])
+    assert planned.name == "inline" and [c.experiment.task.sigma for c in planned.cells] == [0.5, 1.0]
+    assert planned.base.replicates == 2 and planned.base.task.d == 3
+    path.write_text('base = 3\n[grid]\ngenerations = [1]\n')
+    with pytest.raises(ConfigError, match=r"inline.toml: base must be a preset name, a TOML file or a \[base\] table; got 3"):
+        plan_sweep(path, [])

@@ -12,8 +12,8 @@ A cell id is built from its grid values, e.g. ``task.d=10,task.T=100``, with cha
 themselves are recorded in the index and in each cell's ``config.toml``.
 
 A *sweep file* ships a sweep as data, so that a paper's table runs with one command
-(``synthloop sweep FILE``): its ``base`` (a preset name, or a TOML file relative to the sweep
-file), ``[set]`` overrides of the base, a ``[grid]`` of values, and *named* axes whose values are
+(``synthloop sweep FILE``): its ``base`` (a preset name, a TOML file relative to the sweep
+file, or the experiment itself as a ``[base]`` table), ``[set]`` overrides of the base, a ``[grid]`` of values, and *named* axes whose values are
 sets of overrides (``[named.selection.beam-5]`` with ``verifier.name = "oracle"``, …): a named
 value stands for several keys at once, and the cell id and index show its name
 (``selection=beam-5``). Shipped sweep files live in ``synthloop/presets/sweeps``.
@@ -178,7 +178,7 @@ class SweepFile:
     the plain grid and the named axes."""
 
     path: str
-    base: str | Path
+    base: str | Path | Experiment
     overrides: list[str] | dict[str, Any]
     grid: dict[str, list[Any]]
     named: dict[str, dict[str, dict[str, Any]]]
@@ -195,7 +195,7 @@ def sweep_file_path(name_or_path: str | Path):
             data = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return None  # not a sweep file; loading it as a preset gives the one-line error
-        return path if isinstance(data, dict) and isinstance(data.get("base"), str) else None
+        return path if isinstance(data, dict) and "base" in data else None
     if path.suffix or "/" in str(name_or_path):
         return None
     resource = resources.files("synthloop.presets") / "sweeps" / f"{name_or_path}.toml"
@@ -226,9 +226,11 @@ def read_sweep_file(source) -> SweepFile:
     if unknown:
         raise ConfigError(f"{origin}: unknown key {unknown[0]!r}; a sweep file holds {', '.join(sorted(known))}")
     base = data["base"]
-    if not isinstance(base, str) or not base:
-        raise ConfigError(f"{origin}: base must be a preset name or a TOML file; got {base!r}")
-    if isinstance(source, Path) and (base.endswith(".toml") or "/" in base):  # a file path is relative to the sweep file
+    if isinstance(base, dict):  # the whole base experiment inline, as in a sweep directory's sweep.toml
+        base = Experiment.from_dict(base, source.resolve().parent if isinstance(source, Path) else None)
+    elif not isinstance(base, str) or not base:
+        raise ConfigError(f"{origin}: base must be a preset name, a TOML file or a [base] table; got {base!r}")
+    elif isinstance(source, Path) and (base.endswith(".toml") or "/" in base):  # a file path is relative to the sweep file
         base = source.resolve().parent / base
     grid = data.get("grid", {})
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
