@@ -214,8 +214,19 @@ def list_sweep_files() -> dict[str, str]:
     return out
 
 
+def _is_shipped(source) -> bool:
+    from importlib import resources
+
+    folder = resources.files("synthloop.presets") / "sweeps"
+    return str(source).startswith(str(folder))
+
+
 def read_sweep_file(source) -> SweepFile:
-    """Parse and check a sweep file (a path or a shipped resource); ConfigError naming the file and key."""
+    """Parse and check a sweep file (a path or a shipped resource); ConfigError naming the file and key.
+
+    Relative paths in a user's sweep file (its base file, files its ``[base]`` names) are read from
+    the sweep file's directory; in a shipped one, from the working directory, as in shipped presets."""
+    own_dir = None if _is_shipped(source) else Path(str(source)).resolve().parent
     origin = str(source)
     try:
         data = check_format(tomllib.loads(source.read_text()), origin)
@@ -227,11 +238,11 @@ def read_sweep_file(source) -> SweepFile:
         raise ConfigError(f"{origin}: unknown key {unknown[0]!r}; a sweep file holds {', '.join(sorted(known))}")
     base = data["base"]
     if isinstance(base, dict):  # the whole base experiment inline, as in a sweep directory's sweep.toml
-        base = Experiment.from_dict(base, source.resolve().parent if isinstance(source, Path) else None)
+        base = Experiment.from_dict(base, own_dir)
     elif not isinstance(base, str) or not base:
         raise ConfigError(f"{origin}: base must be a preset name, a TOML file or a [base] table; got {base!r}")
-    elif isinstance(source, Path) and (base.endswith(".toml") or "/" in base):  # a file path is relative to the sweep file
-        base = source.resolve().parent / base
+    elif own_dir is not None and (base.endswith(".toml") or "/" in base):  # a file path is relative to the sweep file
+        base = own_dir / base
     grid = data.get("grid", {})
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{origin}: [grid] must map keys to non-empty arrays of values")
