@@ -225,3 +225,17 @@ def test_generator_replicates_must_match(tmp_path):
     synthloop.run(experiment(generations=0, steps=2).with_overrides({"replicates": 2}), out=tmp_path / "gen", figure=False)
     with pytest.raises(ConfigError, match=r"task.generator: .*holds 2 replicates' models; this run has 3"):
         synthloop.run(experiment(generations=0, generator=str(tmp_path / "gen")).with_overrides({"replicates": 3}), figure=False)
+
+
+SHRINK = ["task.size=2", "task.layers=1", "task.width=16", "task.heads=2", "task.steps=3", "task.batch=8", "task.warmup=1",
+          "task.real_size=0", "task.test_size=6", "task.device=cpu"]
+
+
+@pytest.mark.parametrize("preset", sorted(p for p in synthloop.list_presets() if p.startswith(("feng-eigen-generator-", "feng-eigen-beams-"))))
+def test_every_eigenvalue_preset_runs_shrunk(preset):
+    experiment = synthloop.load_experiment(preset)
+    assert experiment.generations == 0 and experiment.task.name == "eigenvalues"
+    run = synthloop.run(preset, overrides=SHRINK, figure=False)
+    metrics = set(run.metrics.metric)
+    assert "accuracy_2pct" in metrics
+    assert ("beam_oracle_2pct@50" in metrics) == ("beams" in preset)

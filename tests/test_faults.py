@@ -72,7 +72,7 @@ def test_unpickler_allows_only_listed_globals(tmp_path, global_name):
     assert loaded["g"].random() == np.random.default_rng(3).random()
 
 
-# Neural presets train for minutes; tests/test_self_improve.py, tests/test_text.py and tests/test_eigen_pipeline.py run shrunk ones.
+# Neural presets train for minutes; tests/test_self_improve.py and tests/test_text.py resume shrunk ones through the store.
 @pytest.mark.parametrize("name", [*(p for p in list_presets() if not p.startswith(("self-improve-", "text-", "feng-eigen-"))), str(EXAMPLES / "coin.toml")])
 def test_every_shipped_task_resumes_through_the_restricted_unpickler(tmp_path, name):
     overrides = ["generations=2", "replicates=3", *(smoke_overrides(name) if not name.endswith(".toml") else [])]

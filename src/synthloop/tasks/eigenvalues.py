@@ -531,6 +531,9 @@ class EigenvaluesTask(Task):
                              log_every=max(1, min(500, steps // 10)))
         if not online:
             matrices, answers = training.rows("matrices"), training.rows("answers")  # (R, N, …)
+            if matrices.shape[1] == 0:
+                raise ConfigError("the training set is empty: task.real_size = 0 trains generation 0 online and keeps no real "
+                                  "rows, so a workflow that draws from the real data needs task.real_size > 0")
             weights = None
             if training.is_weighted:
                 w = training.row_weights()  # (N,)
@@ -562,7 +565,8 @@ class EigenvaluesTask(Task):
             if r == 0:
                 history = curve
             del trainer, network
-            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         return EigenModel(states, shape, np.array(losses, dtype=float), steps, "trained", history)
 
     def answer_loss(self, network, matrices: np.ndarray, answers: np.ndarray, batch: int = 500) -> float:
