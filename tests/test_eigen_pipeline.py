@@ -24,7 +24,7 @@ CELLS = {"greedy": [], "data": [], "label": []}
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
     out = tmp_path_factory.mktemp("eigen") / "generator"
-    synthloop.run("feng-eigen-tables-generator-cpu", overrides={**TINY, "replicates": 1, "seed": 0}, out=out, figure=False)
+    synthloop.run("feng-eigen-generator-cpu", overrides={**TINY, "replicates": 1, "seed": 0}, out=out, figure=False)
     return out
 
 
@@ -70,14 +70,11 @@ def paper_generator(directory, task: dict):
 def test_shipped_sweep_files_validate(generator, tmp_path, monkeypatch):
     """Every shipped sweep file plans: the CPU ones with the tiny generator standing in for the four
     models they load, the paper-scale ones with models of the paper's shape."""
-    import tomllib
-    from importlib import resources
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     for suffix in ("", "-equal", "-stronger", "-weaker"):
-        (tmp_path / "runs" / f"feng-eigen-tables-generator-cpu{suffix}").symlink_to(generator)
-    paper = tomllib.loads((resources.files("synthloop.presets") / "sweeps" / "feng-eigen-table2-paper.toml").read_text())["base"]["task"]
+        (tmp_path / "runs" / f"feng-eigen-generator-cpu{suffix}").symlink_to(generator)
+    paper = synthloop.load_experiment("feng-eigen-generator-paper").task.model_dump()
     for suffix in ("", "-equal", "-stronger", "-weaker"):
         paper_generator(tmp_path / "runs" / f"feng-eigen-generator-paper{suffix}", paper)
     shipped = list_sweep_files()
@@ -93,4 +90,4 @@ def test_shipped_sweep_files_validate(generator, tmp_path, monkeypatch):
     assert table4["start=generator,selection=beam-10"].task.init == "previous"
     assert table4["start=weaker,selection=greedy"].task.init == str(tmp_path / "runs" / "feng-eigen-generator-paper-weaker")
     table2 = plan_sweep("feng-eigen-table2-paper", []).base.task
-    assert (table2.size, table2.width, table2.lr, table2.warmup, table2.synthetic_size) == (5, 512, 5e-5, 10000, 1_000_000)
+    assert (table2.size, table2.width, table2.lr, table2.warmup, table2.synthetic_size, table2.init) == (5, 512, 5e-5, 10000, 1_000_000, "scratch")
