@@ -220,6 +220,7 @@ def test_sweep_file_with_named_axis_runs_with_one_command(tmp_path):
     planned = plan_sweep(path, [])
     assert [cell.id for cell in planned.cells] == ["selection=all,task.sigma=0.5", "selection=all,task.sigma=1.0", "selection=half,task.sigma=0.5", "selection=half,task.sigma=1.0"]
     assert planned.name == "verified" and planned.base.generations == 2 and planned.base.verifier is None
+    assert planned.base.description == "regression with and without a verifier"
     assert planned.cells[2].experiment.verifier.keep == 0.5 and planned.cells[0].experiment.verifier.selection == "all"
     result = CliRunner().invoke(app, ["sweep", str(path), "--set", "replicates=2", "--out", str(tmp_path / "out"), "--workers", "1"])
     assert result.exit_code == 0, result.output

@@ -13,8 +13,8 @@ themselves are recorded in the index and in each cell's ``config.toml``.
 
 A *sweep file* ships a sweep as data, so that a paper's table runs with one command
 (``synthloop sweep FILE``): its ``base`` (a preset name, a TOML file relative to the sweep
-file, or the experiment itself as a ``[base]`` table), ``[set]`` overrides of the base, a ``[grid]`` of values, and *named* axes whose values are
-sets of overrides (``[named.selection.beam-5]`` with ``verifier.name = "oracle"``, …): a named
+file, or the experiment itself as a ``[base]`` table), ``[set]`` overrides of the base, a
+``[grid]`` of values, and *named* axes whose values are sets of overrides (``[named.selection.beam-5]`` with ``verifier.name = "oracle"``, …): a named
 value stands for several keys at once, and the cell id and index show its name
 (``selection=beam-5``). Shipped sweep files live in ``synthloop/presets/sweeps``.
 
@@ -260,7 +260,7 @@ def read_sweep_file(source) -> SweepFile:
         raise ConfigError(f"{origin}: a sweep file needs a [grid] or a [named.AXIS.VALUE] table")
     overrides = flatten_overrides(data.get("set", {}))
     stem = Path(str(source)).name.removesuffix(".toml")
-    overrides = {"name": stem, **overrides}
+    overrides = {"name": stem, **({"description": data["description"]} if data.get("description") else {}), **overrides}
     return SweepFile(origin, base, overrides, grid, flat, str(data.get("description", "")))
 
 
