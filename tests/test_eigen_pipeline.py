@@ -53,6 +53,17 @@ def test_table2_cells_run_end_to_end_and_label_selection_keeps_better_labels(gen
     assert stats.loc["data", "verifier_kept_error"] == 0 and stats.loc["data", "verifier_psi"] == 0
     assert stats.loc["data", "verifier_kept_fraction"] == pytest.approx(1 - stats.loc["greedy", "verifier_kept_error"])
     assert np.isfinite(table["acc_0.02"]).all() and set(ordering(table)) >= {"greedy < generator"}
+    # The command line prints the same table and puts it in the HTML report.
+    from typer.testing import CliRunner
+
+    from synthloop.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "t2"), "--table", "feng-eigen", "--html", str(tmp_path / "t2.html"),
+                                      "--figure", str(tmp_path / "t2.png")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Feng et al. eigenvalue table" in result.output and "label selection, beam 5" in result.output and "(69.1)" in result.output
+    html = (tmp_path / "t2.html").read_text()
+    assert "Feng et al. eigenvalue table" in html and "data selection τ = 30%" in html
 
 
 def paper_generator(directory, task: dict):

@@ -110,3 +110,14 @@ def test_pooled_seeds_and_printing():
 def test_selection_is_read_from_the_configuration(verifier, expected):
     kind, parameter, _ = selection(pd.Series({"task.tolerance": 0.01, **verifier}))
     assert (kind, parameter) == expected
+
+
+def test_report_refuses_an_unknown_table(tmp_path):
+    from typer.testing import CliRunner
+
+    import synthloop
+    from synthloop.cli import app
+
+    synthloop.run("regression-workflows", overrides=["generations=1", "task.d=3", "task.T=20"], replicates=2, out=tmp_path / "run", figure=False)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "run"), "--table", "feng-mixture"])
+    assert result.exit_code == 2 and "--table must be 'feng-eigen'; got 'feng-mixture'" in result.output
