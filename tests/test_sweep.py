@@ -194,3 +194,75 @@ def test_ray_executor_gives_the_serial_numbers(tmp_path, monkeypatch):
 def test_unknown_executor_is_one_line():
     result = CliRunner().invoke(app, ["sweep", "regression-workflows", "--grid", "task.d=3", "--executor", "dask"])
     assert result.exit_code == 2 and "--executor must be one of ['local', 'ray']; got 'dask'" in result.output
+
+
+def test_sweep_file_with_named_axis_runs_with_one_command(tmp_path):
+    """A sweep file: base preset, [set], a [grid] and a named axis whose values are sets of overrides."""
+    path = tmp_path / "verified.toml"
+    path.write_text(textwrap.dedent('''
+        description = "regression with and without a verifier"
+        base = "regression-workflows"
+        [set]
+        generations = 2
+        replicates = 3
+        workflows = ["replace"]
+        task.d = 3
+        task.T = 20
+        task.design = "random"
+        [grid]
+        "task.sigma" = [0.5, 1.0]
+        [named.selection.all]
+        verifier.name = "random"
+        verifier.selection = "all"
+        [named.selection.half]
+        verifier = { name = "random", keep = 0.5 }
+    '''))
+    planned = plan_sweep(path, [])
+    assert [cell.id for cell in planned.cells] == ["selection=all,task.sigma=0.5", "selection=all,task.sigma=1.0", "selection=half,task.sigma=0.5", "selection=half,task.sigma=1.0"]
+    assert planned.name == "verified" and planned.base.generations == 2 and planned.base.verifier is None
+    assert planned.base.description == "regression with and without a verifier"
+    assert planned.cells[2].experiment.verifier.keep == 0.5 and planned.cells[0].experiment.verifier.selection == "all"
+    result = CliRunner().invoke(app, ["sweep", str(path), "--set", "replicates=2", "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    index = pd.read_parquet(tmp_path / "out" / "index.parquet")
+    assert list(index["selection"]) == ["all", "all", "half", "half"] and set(index["status"]) == {"finished"}
+    kept = pd.read_parquet(tmp_path / "out" / "cells" / "selection=half,task.sigma=0.5" / "metrics.parquet")
+    assert kept[kept["metric"] == "verifier_kept_fraction"]["value"].eq(0.5).all() and kept["replicate"].max() == 1
+    # The same command skips every finished cell; a changed named value is another sweep.
+    again = CliRunner().invoke(app, ["sweep", str(path), "--set", "replicates=2", "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
+    assert again.exit_code == 0, again.output
+    path.write_text(path.read_text().replace("keep = 0.5", "keep = 0.25"))
+    with pytest.raises(ConfigError, match=r"holds a different sweep \(differs at: named\)"):
+        synthloop.sweep.sweep(path, [], out=tmp_path / "out", overrides=["replicates=2"])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('base = "regression-workflows"\n', r"needs a \[grid\] or a \[named.AXIS.VALUE\] table"),
+    ('base = "regression-workflows"\nextra = 1\n[grid]\ngenerations = [1]\n', r"unknown key 'extra'"),
+    ('base = "regression-workflows"\n[grid]\ngenerations = []\n', r"\[grid\] must map keys to non-empty arrays"),
+    ('base = "regression-workflows"\n[named.selection]\nx = 1\n', r"\[named.selection\] must hold one table of overrides per value"),
+    ('base = "regression-workflows"\n[named.selection.bad]\nverifier.name = \"random\"\nverifier.keep = 2\n', r"^sweep cell selection=bad: verifier.keep must be a number in \(0, 1\]; got 2"),
+    ('base = "regression-workflows"\n[named.s.a]\ngenerations = 2\n', None),
+])
+def test_sweep_file_errors_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    if message is None:
+        assert plan_sweep(path, []).cells[0].experiment.generations == 2
+        with pytest.raises(ConfigError, match=r"--grid s is already an axis of the sweep file"):
+            plan_sweep(path, ["s=1"])
+        return
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(path, [])
+
+
+def test_sweep_file_with_an_inline_base_experiment(tmp_path):
+    path = tmp_path / "inline.toml"
+    path.write_text('[base]\ngenerations = 2\nreplicates = 3\nworkflows = ["replace"]\ntask = { name = "regression", d = 3, T = 20 }\n'
+                    '[grid]\n"task.sigma" = [0.5, 1.0]\n')
+    planned = plan_sweep(path, [], ["replicates=2"])
+    assert planned.name == "inline" and [c.experiment.task.sigma for c in planned.cells] == [0.5, 1.0]
+    assert planned.base.replicates == 2 and planned.base.task.d == 3
+    path.write_text('base = 3\n[grid]\ngenerations = [1]\n')
+    with pytest.raises(ConfigError, match=r"inline.toml: base must be a preset name, a TOML file or a \[base\] table; got 3"):
+        plan_sweep(path, [])

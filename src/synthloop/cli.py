@@ -170,14 +170,17 @@ def _saved_so_far(experiment, out: Path) -> str:
 
 @app.command("list")
 def list_command():
-    """List the shipped presets, one line each."""
+    """List the shipped presets and sweep files, one line each."""
     from .experiment import list_presets
+    from .sweep import list_sweep_files
 
     table = Table(show_header=True, box=None)
     table.add_column("preset", style="bold")
     table.add_column("what it runs")
     for name, description in list_presets().items():
         table.add_row(name, description)
+    for name, description in list_sweep_files().items():
+        table.add_row(name, f"(sweep file: synthloop sweep {name}) {description}")
     console.print(table)
 
 
@@ -202,6 +205,7 @@ def report_command(
     figure: Annotated[Optional[Path], typer.Option(help="where the comparison figure goes (default: report.png in the sweep directory, else here)")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="also write one self-contained HTML report to this file")] = None,
     mlflow: Annotated[Optional[str], typer.Option("--mlflow", help="also log every run to this MLflow tracking URI, e.g. sqlite:///mlflow.db")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", help="also print a paper's table of these runs: feng-eigen (Feng et al. Tables 2 and 4)")] = None,
 ):
     """Redraw a run's figure and print its table; with several runs or a sweep, compare them."""
     import matplotlib.pyplot as plt
@@ -213,6 +217,8 @@ def report_command(
     try:
         if mlflow is not None:
             _require_mlflow()
+        if table not in (None, "feng-eigen"):
+            raise ConfigError(f"--table must be 'feng-eigen'; got {table!r}")
         if len(metric or []) > 1 and single:
             raise ConfigError("--metric is given more than once; one run's figure draws one metric")
         if single:
@@ -228,7 +234,7 @@ def report_command(
             plt.close(fig)
             result.write_sample_figure()
             result.write_extra_figures()
-            comparison = compare.load_runs(dirs) if html or mlflow else None
+            comparison = compare.load_runs(dirs) if html or mlflow or table else None
         else:
             if scale not in (None, "auto", "linear", "log"):
                 raise ConfigError(f"--scale must be one of 'auto', 'linear', 'log' across runs; got {scale!r}")
@@ -249,11 +255,17 @@ def report_command(
                 figure = sweeps[0] / "report.png" if len(dirs) == 1 and sweeps else Path("report.png")
             _save_figure(fig, figure)
             plt.close(fig)
+        sections = []
+        if table is not None:
+            from . import eigen_tables
+
+            paper, caption = eigen_tables.report(comparison)
+            sections.append(("Feng et al. eigenvalue table", eigen_tables.html_table(paper, caption)))
         if html is not None:
             from . import htmlreport
 
             facet_, hue_, _ = _layout(comparison, facet, hue)
-            text = htmlreport.render(comparison, metrics=metric or None, facet=facet_, hue=hue_, scale=scale if scale in ("linear", "log") else "auto")
+            text = htmlreport.render(comparison, metrics=metric or None, facet=facet_, hue=hue_, scale=scale if scale in ("linear", "log") else "auto", sections=sections)
             _write_text(html, text)
         if mlflow is not None:
             _export_mlflow(comparison, mlflow)
@@ -266,6 +278,8 @@ def report_command(
     else:
         console.print(_final_table(comparison, chosen))
         console.print(f"figure: [bold]{figure}[/]")
+    if table is not None:
+        console.print(eigen_tables.rich_table(paper, title="Feng et al. eigenvalue table: accuracy (%) at tolerance τ", caption=caption))
     if html is not None:
         console.print(f"HTML report: [bold]{html}[/] (self-contained; open it in any browser)")
 

@@ -151,6 +151,7 @@ def render(
     hue: str | None = None,
     scale: str = "auto",
     title: str | None = None,
+    sections: list[tuple[str, str]] = (),
 ) -> str:
     """The whole report as one HTML string (see the module docstring).
 
@@ -163,6 +164,8 @@ def render(
         every other metric they measured.
     facet, hue : str, optional
         As in :func:`synthloop.compare.figure`; default :func:`~synthloop.compare.default_layout`.
+    sections : list of (title, html)
+        Further tables shown after the runs table, e.g. a paper's table (:mod:`synthloop.eigen_tables`).
     """
     import matplotlib.pyplot as plt
 
@@ -192,6 +195,8 @@ def render(
     for description in descriptions:
         parts.append(f'<p class="note">{_e(description)}</p>')
     parts += ["<h2>Runs</h2>", runs_table(comparison, varying)]
+    for heading, fragment in sections:
+        parts += [f"<h2>{_e(heading)}</h2>", fragment]
     parts.append("<h2>Figures</h2>")
     layout = ", ".join(f"{k}: {v}" for k, v in [("panels", facet), ("colour", hue), ("markers", ", ".join(style))] if v)
     for metric in metrics:

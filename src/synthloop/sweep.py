@@ -11,6 +11,13 @@ A cell id is built from its grid values, e.g. ``task.d=10,task.T=100``, with cha
 ``[A-Za-z0-9._=,+-]`` replaced; a long one is shortened and suffixed with a hash. The values
 themselves are recorded in the index and in each cell's ``config.toml``.
 
+A *sweep file* ships a sweep as data, so that a paper's table runs with one command
+(``synthloop sweep FILE``): its ``base`` (a preset name, a TOML file relative to the sweep
+file, or the experiment itself as a ``[base]`` table), ``[set]`` overrides of the base, a
+``[grid]`` of values, and *named* axes whose values are sets of overrides (``[named.selection.beam-5]`` with ``verifier.name = "oracle"``, …): a named
+value stands for several keys at once, and the cell id and index show its name
+(``selection=beam-5``). Shipped sweep files live in ``synthloop/presets/sweeps``.
+
 Every cell's config is validated before any cell runs. Re-running the same sweep skips finished
 cells and resumes interrupted ones (``synthloop.run`` resumes a run directory); a cell that
 raises is recorded as failed and does not stop the others. The index is rewritten atomically
@@ -89,6 +96,19 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def flatten_overrides(table: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys for every leaf of a TOML table: ``{"verifier": {"k": 5}}`` → ``{"verifier.k": 5}``.
+
+    Applied as ``--set`` overrides, a named value merges into the base config key by key."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(flatten_overrides(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """The cartesian product of the grids, first key slowest."""
     keys = list(grid)
@@ -138,13 +158,110 @@ class Sweep:
     base: Experiment
     grid: dict[str, list[Any]]
     cells: list[Cell] = field(default_factory=list)
+    #: named axes: axis → value name → the overrides (dotted keys) it stands for
+    named: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.base.name
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({FORMAT_KEY: FORMAT_VERSION, "grid": self.grid, "base": self.base.to_dict()})
+        data = {FORMAT_KEY: FORMAT_VERSION, "grid": self.grid, "base": self.base.to_dict()}
+        if self.named:  # absent for plain grids, so sweep directories written before named axes still match
+            data["named"] = self.named
+        return tomli_w.dumps(data)
+
+
+@dataclass
+class SweepFile:
+    """A sweep as data (see the module docstring): the base experiment's source, its overrides,
+    the plain grid and the named axes."""
+
+    path: str
+    base: str | Path | Experiment
+    overrides: list[str] | dict[str, Any]
+    grid: dict[str, list[Any]]
+    named: dict[str, dict[str, dict[str, Any]]]
+    description: str = ""
+
+
+def sweep_file_path(name_or_path: str | Path):
+    """The sweep file a name or path refers to (a shipped one by name), or None when it names no sweep file."""
+    from importlib import resources
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None  # not a sweep file; loading it as a preset gives the one-line error
+        return path if isinstance(data, dict) and "base" in data else None
+    if path.suffix or "/" in str(name_or_path):
+        return None
+    resource = resources.files("synthloop.presets") / "sweeps" / f"{name_or_path}.toml"
+    return resource if resource.is_file() else None
+
+
+def list_sweep_files() -> dict[str, str]:
+    """Shipped sweep files: name -> one-line description."""
+    from importlib import resources
+
+    folder = resources.files("synthloop.presets") / "sweeps"
+    out = {}
+    for item in sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []:
+        if item.name.endswith(".toml"):
+            out[item.name[: -len(".toml")]] = tomllib.loads(item.read_text()).get("description", "")
+    return out
+
+
+def _is_shipped(source) -> bool:
+    from importlib import resources
+
+    folder = resources.files("synthloop.presets") / "sweeps"
+    return str(source).startswith(str(folder))
+
+
+def read_sweep_file(source) -> SweepFile:
+    """Parse and check a sweep file (a path or a shipped resource); ConfigError naming the file and key.
+
+    Relative paths in a user's sweep file (its base file, files its ``[base]`` names) are read from
+    the sweep file's directory; in a shipped one, from the working directory, as in shipped presets."""
+    own_dir = None if _is_shipped(source) else Path(str(source)).resolve().parent
+    origin = str(source)
+    try:
+        data = check_format(tomllib.loads(source.read_text()), origin)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{origin}: invalid TOML: {error}") from None
+    known = {"base", "description", "set", "grid", "named"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key {unknown[0]!r}; a sweep file holds {', '.join(sorted(known))}")
+    base = data["base"]
+    if isinstance(base, dict):  # the whole base experiment inline, as in a sweep directory's sweep.toml
+        base = Experiment.from_dict(base, own_dir)
+    elif not isinstance(base, str) or not base:
+        raise ConfigError(f"{origin}: base must be a preset name, a TOML file or a [base] table; got {base!r}")
+    elif own_dir is not None and (base.endswith(".toml") or "/" in base):  # a file path is relative to the sweep file
+        base = own_dir / base
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError(f"{origin}: [grid] must map keys to non-empty arrays of values")
+    for key in grid:
+        parse_key(key)
+    named = data.get("named", {})
+    flat: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis, values in named.items() if isinstance(named, dict) else [(None, None)]:
+        if not isinstance(values, dict) or not values or any(not isinstance(v, dict) for v in values.values()):
+            raise ConfigError(f"{origin}: [named.{axis}] must hold one table of overrides per value, e.g. [named.{axis}.NAME]")
+        if axis in grid:
+            raise ConfigError(f"{origin}: {axis!r} is both a [grid] key and a named axis")
+        flat[axis] = {name: flatten_overrides(table) for name, table in values.items()}
+    if not grid and not flat:
+        raise ConfigError(f"{origin}: a sweep file needs a [grid] or a [named.AXIS.VALUE] table")
+    overrides = flatten_overrides(data.get("set", {}))
+    stem = Path(str(source)).name.removesuffix(".toml")
+    overrides = {"name": stem, **({"description": data["description"]} if data.get("description") else {}), **overrides}
+    return SweepFile(origin, base, overrides, grid, flat, str(data.get("description", "")))
 
 
 def plan_sweep(
@@ -153,23 +270,40 @@ def plan_sweep(
     overrides: list[str] | dict[str, Any] = (),
     replicates: int | None = None,
     seed: int | None = None,
+    named: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> Sweep:
-    """Expand and validate every cell; raise one ConfigError naming the first bad cell."""
+    """Expand and validate every cell; raise one ConfigError naming the first bad cell.
+
+    ``preset`` may name a sweep file: its base, overrides, grid and named axes come first, and
+    ``grid`` and ``overrides`` given here add to them."""
     if not isinstance(grid, dict):
         grid = parse_grid(list(grid))
-    if not grid:
+    named = dict(named or {})
+    source = None if isinstance(preset, Experiment) else sweep_file_path(preset)
+    if source is not None:
+        spec = read_sweep_file(source)
+        clash = sorted(set(grid) & (set(spec.grid) | set(spec.named)))
+        if clash:
+            raise ConfigError(f"--grid {clash[0]} is already an axis of the sweep file {spec.path}")
+        preset, grid, named = spec.base, {**spec.grid, **grid}, {**spec.named, **named}
+        overrides = {**spec.overrides, **(overrides if isinstance(overrides, dict) else dict(_split_override(o) for o in overrides))}
+    if not grid and not named:
         raise ConfigError("a sweep needs at least one --grid key=v1,v2,…")
+    grid = {**{axis: list(values) for axis, values in named.items()}, **grid}
     base = preset if isinstance(preset, Experiment) else load_experiment(preset, overrides or [])
     if isinstance(preset, Experiment) and overrides:
         base = base.with_overrides(overrides)
     extra = {k: v for k, v in {"replicates": replicates, "seed": seed}.items() if v is not None}
     if extra:
         base = base.with_overrides(extra)
-    sweep = Sweep(base, grid)
+    sweep = Sweep(base, grid, named=named)
     seen: dict[str, str] = {}
     for params in expand_grid(grid):
+        resolved: dict[str, Any] = {}
+        for key, value in params.items():
+            resolved.update(named[key][value] if key in named else {key: value})
         try:
-            experiment = base.with_overrides(params)
+            experiment = base.with_overrides(resolved)
         except ConfigError as error:
             raise ConfigError(f"sweep cell {describe_params(params)}: {error}") from None
         cid = cell_id(params)
@@ -178,6 +312,13 @@ def plan_sweep(
         seen[cid] = describe_params(params)
         sweep.cells.append(Cell(cid, params, experiment))
     return sweep
+
+
+def _split_override(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value; got {item!r}")
+    return key.strip(), parse_value(text.strip())
 
 
 def run_cell(config: dict, cell_dir: str, figure: bool = False) -> dict:
@@ -258,7 +399,7 @@ def prepare_sweep_dir(sweep: Sweep, out: Path) -> None:
         new = tomllib.loads(sweep.to_toml())
         new.pop(FORMAT_KEY)
         if old != new:
-            differs = sorted(k for k in ("grid", "base") if old.get(k) != new.get(k))
+            differs = sorted(k for k in ("grid", "base", "named") if old.get(k) != new.get(k))
             raise ConfigError(f"{path} holds a different sweep (differs at: {', '.join(differs)}); choose another --out")
         return
     if out.exists() and any(out.iterdir()):
