@@ -53,19 +53,13 @@ LABELS = {
 }
 
 
-class EditExperiment(StrictModel):
-    """Configuration of the edit experiment (``synthloop edit``); every key has a default."""
+class EditSettings(StrictModel):
+    """What every DeTox experiment shares: the model, the text the pairs and evaluation come from,
+    the evaluation's sampling and classifier, and loading from TOML with overrides."""
 
-    name: str = "detox-edit"
     model: str = Field(default="smollm2", description="'smollm2', a .gguf file or a save_pretrained directory")
     corpus: str = Field(default="fortunes", description="'fortunes', 'bible' or a text file, one sentence per line")
     pairs: str = Field(default="", description="a JSONL file of the user's pairs instead of building them")
-    n_pairs: list[Integer(1, 100_000)] = Field(default=[50, 200], min_length=1)
-    ranks: list[Integer(0, 64)] = Field(default=[1, 2, 4], min_length=1)
-    # Blocks 28-29 of SmolLM2 are left out by default: editing them multiplied perplexity by 10-140 (docs/benchmarks.md).
-    layer_ranges: list[tuple[Integer(0, 1000), Integer(0, 1000)]] = Field(default=[(12, 25), (20, 27)], min_length=1)
-    random_control: bool = True
-    flip_fraction: Real(0, 1) = 0.0
     eval_prompts: Integer(1, 10_000) = 64
     held_out_texts: Integer(1, 10_000) = 64
     prompt_words: Integer(1, 50) = 6
@@ -74,22 +68,13 @@ class EditExperiment(StrictModel):
     threshold: Real(0, 1, lo_open=True, hi_open=True) = 0.5
     batch_size: Integer(1, 4096) = 32
     threads: Integer(0, 256) = 0
-    save_model: bool = False
     seed: Integer(0, 2**32 - 1) = 0
-
-    @field_validator("layer_ranges")
-    @classmethod
-    def _ordered(cls, value):
-        for lo, hi in value:
-            if lo > hi:
-                raise ValueError(f"must be [first, last] blocks with first ≤ last; got [{lo}, {hi}]")
-        return value
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: list[str] = ()) -> "EditExperiment":
+    def load(cls, path: str | Path | None = None, overrides: list[str] = ()):
         """From a TOML file (or the defaults) with ``key=value`` overrides, validated once."""
         from .experiment import apply_overrides
 
@@ -103,6 +88,27 @@ class EditExperiment(StrictModel):
             except tomllib.TOMLDecodeError as error:
                 raise ConfigError(f"{path}: invalid TOML: {error}") from None
         return validate(cls, apply_overrides(data, list(overrides)))
+
+
+class EditExperiment(EditSettings):
+    """Configuration of the edit experiment (``synthloop edit``); every key has a default."""
+
+    name: str = "detox-edit"
+    n_pairs: list[Integer(1, 100_000)] = Field(default=[50, 200], min_length=1)
+    ranks: list[Integer(0, 64)] = Field(default=[1, 2, 4], min_length=1)
+    # Blocks 28-29 of SmolLM2 are left out by default: editing them multiplied perplexity by 10-140 (docs/benchmarks.md).
+    layer_ranges: list[tuple[Integer(0, 1000), Integer(0, 1000)]] = Field(default=[(12, 25), (20, 27)], min_length=1)
+    random_control: bool = True
+    flip_fraction: Real(0, 1) = 0.0
+    save_model: bool = False
+
+    @field_validator("layer_ranges")
+    @classmethod
+    def _ordered(cls, value):
+        for lo, hi in value:
+            if lo > hi:
+                raise ValueError(f"must be [first, last] blocks with first ≤ last; got [{lo}, {hi}]")
+        return value
 
 
 def _generators(seed: int):

@@ -31,7 +31,6 @@ import copy
 import json
 import logging
 import time
-import tomllib
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +39,8 @@ import pandas as pd
 import tomli_w
 from pydantic import Field, field_validator
 
-from .validation import ConfigError, Integer, Real, StrictModel, validate
+from .detox import EditSettings
+from .validation import ConfigError, Integer, Real
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,10 @@ METHODS = ("edit", "dpo")
 COLUMNS = ["method", "flip_rate", "metric", "value"]
 
 
-class NoisyLabelsExperiment(StrictModel):
+class NoisyLabelsExperiment(EditSettings):
     """Configuration of the noisy-labels experiment (``synthloop edit-noise``); the defaults are its CPU-scale preset."""
 
     name: str = "detox-noisy-labels"
-    model: str = Field(default="smollm2", description="'smollm2', a .gguf file or a save_pretrained directory")
-    corpus: str = Field(default="fortunes", description="'fortunes', 'bible' or a text file, one sentence per line")
-    pairs: str = Field(default="", description="a JSONL file of the user's pairs instead of building them")
     n_pairs: Integer(1, 100_000) = 100
     flip_rates: list[Real(0, 1)] = Field(default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], min_length=1)
     methods: list[str] = Field(default=list(METHODS), min_length=1)
@@ -76,13 +73,7 @@ class NoisyLabelsExperiment(StrictModel):
     lora_rank: Integer(0, 1024) = 8
     eval_prompts: Integer(1, 10_000) = 24
     held_out_texts: Integer(1, 10_000) = 24
-    prompt_words: Integer(1, 50) = 6
     max_new_tokens: Integer(1, 256) = 10
-    steer_strength: Real(0, 100) = 5.0
-    threshold: Real(0, 1, lo_open=True, hi_open=True) = 0.5
-    batch_size: Integer(1, 4096) = 32
-    threads: Integer(0, 256) = 0
-    seed: Integer(0, 2**32 - 1) = 0
 
     @field_validator("methods")
     @classmethod
@@ -98,25 +89,6 @@ class NoisyLabelsExperiment(StrictModel):
         if value[0] > value[1]:
             raise ValueError(f"must be [first, last] blocks with first ≤ last; got [{value[0]}, {value[1]}]")
         return value
-
-    def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, overrides: list[str] = ()) -> "NoisyLabelsExperiment":
-        """From a TOML file (or the defaults) with ``key=value`` overrides, validated once."""
-        from .experiment import apply_overrides
-
-        data = {}
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"{path}: no such file")
-            try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as error:
-                raise ConfigError(f"{path}: invalid TOML: {error}") from None
-        return validate(cls, apply_overrides(data, list(overrides)))
 
 
 class _Metrics:
