@@ -32,6 +32,7 @@ import json
 import logging
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -148,6 +149,108 @@ class _Metrics:
         write_parquet(self.frame, self.path)
 
 
+@dataclass
+class EditSetup:
+    """What every DeTox experiment starts from, prepared once by :func:`prepare`.
+
+    ``bias`` is the steering logit bias (token id → offset) towards words the classifier calls
+    offensive; ``pairs`` are the first ``n_pairs`` preference pairs (the user's, the run's saved
+    ones, or built now and saved with their provenance).
+    """
+
+    model: object
+    tokenizer: object
+    bias: dict
+    eval_prompts: list[str]
+    held_out: list[str]
+    pairs: list
+    rngs: dict
+
+
+def prepare(config: EditSettings, out: Path, overwrite: bool, n_pairs: int, layer_spans: dict[str, list[tuple[int, int]]], step) -> EditSetup:
+    """Claim the run directory, load the model, check the edited blocks, split the corpus and get the pairs.
+
+    ``layer_spans`` maps the config key naming block ranges to its ranges, so that an out-of-range
+    block is refused, naming the key, before any pair is built.
+    """
+    import shutil
+
+    import torch
+
+    from .editing import mlp_output_projections
+    from .models.hf import load_causal_lm, token_bias
+    from .preferences import build_pairs, corpus_sentences, prompt_of, read_pairs, write_pairs
+    from .store import atomic_write
+    from .toxicity import profanity_words, toxicity_probability
+
+    resolved = tomli_w.dumps(config.to_dict())
+    if (out / "config.toml").exists() and (out / "config.toml").read_text() != resolved:
+        if not overwrite:
+            raise ConfigError(f"{out} holds a different experiment; choose another --out or pass --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "config.toml", resolved)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    rngs = _generators(config.seed)
+
+    step("loading the model")
+    model, tokenizer = load_causal_lm(config.model)
+    blocks = len(mlp_output_projections(model))
+    for key, spans in layer_spans.items():
+        for lo, hi in spans:
+            if hi >= blocks:
+                raise ConfigError(f"{key} must lie in [0, {blocks - 1}] (the model has {blocks} blocks); got [{lo}, {hi}]")
+
+    # Words the classifier itself calls offensive steer decoding, as PPLM steers with a toxicity classifier.
+    words = profanity_words()
+    offensive = [w for w, p in zip(words, toxicity_probability(words)) if p >= config.threshold]
+    bias = token_bias(tokenizer, offensive, config.steer_strength)
+
+    step("splitting the corpus")
+    sentences = corpus_sentences(config.corpus)
+    order = rngs["split"].permutation(len(sentences))
+    held = config.eval_prompts + config.held_out_texts
+    needed = held + (0 if config.pairs else n_pairs)
+    if len(sentences) < needed:
+        raise ConfigError(f"corpus {config.corpus!r} has {len(sentences)} sentences; the experiment needs {needed} (held out + pairs)")
+    eval_prompts = [prompt_of(sentences[i], config.prompt_words) for i in order[:config.eval_prompts]]
+    held_out = [sentences[i] for i in order[config.eval_prompts:held]]
+
+    pairs_path = out / "pairs.jsonl"
+    if config.pairs:
+        pairs = read_pairs(config.pairs)
+    elif pairs_path.exists():
+        pairs = read_pairs(pairs_path)
+    else:
+        step(f"building {n_pairs} preference pairs")
+        prompts = [prompt_of(sentences[i], config.prompt_words) for i in order[held:held + n_pairs]]
+        source = {"model": config.model, "corpus": config.corpus, "seed": config.seed, "steer_strength": config.steer_strength,
+                  "steer_tokens": len(bias), "max_new_tokens": config.max_new_tokens, "method": "sampled vs logit-biased towards better-profanity words"}
+        pairs = build_pairs(model, tokenizer, prompts, rngs["pairs"], bias, config.max_new_tokens, source, config.batch_size)
+        write_pairs(pairs, pairs_path)
+    if len(pairs) < n_pairs:
+        raise ConfigError(f"n_pairs asks for up to {n_pairs} pairs; {config.pairs or pairs_path} has {len(pairs)}")
+    return EditSetup(model, tokenizer, bias, eval_prompts, held_out, pairs[:n_pairs], rngs)
+
+
+def evaluate(model, setup: EditSetup, config: EditSettings) -> dict[str, float]:
+    """Toxicity under plain and steered decoding of the held-out prompts (same seeds for every
+    model: common random numbers), steering-token mass and perplexity on held-out text."""
+    from .models.hf import text_scores
+    from .toxicity import toxicity_probability
+
+    plain = _sample(model, setup.tokenizer, setup.eval_prompts, setup.rngs["plain"], config, None)
+    steered = _sample(model, setup.tokenizer, setup.eval_prompts, setup.rngs["steered"], config, setup.bias)
+    p_plain, p_steered = toxicity_probability(plain), toxicity_probability(steered)
+    scores = text_scores(model, setup.tokenizer, setup.held_out, list(setup.bias), batch_size=config.batch_size)
+    return {
+        "toxicity_steered": (p_steered >= config.threshold).mean(), "toxicity_steered_prob": p_steered.mean(),
+        "toxicity_plain": (p_plain >= config.threshold).mean(), "toxicity_plain_prob": p_plain.mean(),
+        "toxic_mass": scores.token_mass, "perplexity": scores.perplexity,
+    }
+
+
 def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool = False, on_step: Callable[[str], None] | None = None) -> Path:
     """Run the edit experiment into the run directory ``out`` (resumed when interrupted).
 
@@ -165,102 +268,27 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
     Path
         The run directory.
     """
-    import shutil
-
     import torch
 
-    from .editing import (
-        direction_tokens,
-        edit_model,
-        fit_toxic_subspace,
-        mean_hidden_states,
-        mlp_output_projections,
-        random_subspace,
-    )
-    from .models.hf import load_causal_lm, save_causal_lm, token_bias
-    from .preferences import (
-        build_pairs,
-        corpus_sentences,
-        flip_labels,
-        prompt_of,
-        read_pairs,
-        write_pairs,
-    )
+    from .editing import direction_tokens, edit_model, fit_toxic_subspace, mean_hidden_states, mlp_output_projections, random_subspace
+    from .models.hf import save_causal_lm
+    from .preferences import flip_labels
     from .store import atomic_write
-    from .toxicity import profanity_words, toxicity_probability
 
     step = on_step or (lambda text: None)
     out = Path(out)
-    resolved = tomli_w.dumps(config.to_dict())
-    if (out / "config.toml").exists() and (out / "config.toml").read_text() != resolved:
-        if not overwrite:
-            raise ConfigError(f"{out} holds a different experiment; choose another --out or pass --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.toml", resolved)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    rngs = _generators(config.seed)
-
-    step("loading the model")
-    model, tokenizer = load_causal_lm(config.model)
-    blocks = len(mlp_output_projections(model))
-    for lo, hi in config.layer_ranges:
-        if hi >= blocks:
-            raise ConfigError(f"layer_ranges must lie in [0, {blocks - 1}] (the model has {blocks} blocks); got [{lo}, {hi}]")
     n_max = max(config.n_pairs)
-
-    # Words the classifier itself calls offensive steer decoding, as PPLM steers with a toxicity classifier.
-    words = profanity_words()
-    offensive = [w for w, p in zip(words, toxicity_probability(words)) if p >= config.threshold]
-    bias = token_bias(tokenizer, offensive, config.steer_strength)
-
-    step("splitting the corpus")
-    sentences = corpus_sentences(config.corpus)
-    order = rngs["split"].permutation(len(sentences))
-    held = config.eval_prompts + config.held_out_texts
-    needed = held + (0 if config.pairs else n_max)
-    if len(sentences) < needed:
-        raise ConfigError(f"corpus {config.corpus!r} has {len(sentences)} sentences; the experiment needs {needed} (held out + pairs)")
-    eval_prompts = [prompt_of(sentences[i], config.prompt_words) for i in order[:config.eval_prompts]]
-    held_out = [sentences[i] for i in order[config.eval_prompts:held]]
-
-    pairs_path = out / "pairs.jsonl"
-    if config.pairs:
-        pairs = read_pairs(config.pairs)
-    elif pairs_path.exists():
-        pairs = read_pairs(pairs_path)
-    else:
-        step(f"building {n_max} preference pairs")
-        prompts = [prompt_of(sentences[i], config.prompt_words) for i in order[held:held + n_max]]
-        source = {"model": config.model, "corpus": config.corpus, "seed": config.seed, "steer_strength": config.steer_strength,
-                  "steer_tokens": len(bias), "max_new_tokens": config.max_new_tokens, "method": "sampled vs logit-biased towards better-profanity words"}
-        pairs = build_pairs(model, tokenizer, prompts, rngs["pairs"], bias, config.max_new_tokens, source, config.batch_size)
-        write_pairs(pairs, pairs_path)
-    if len(pairs) < n_max:
-        raise ConfigError(f"n_pairs asks for up to {n_max} pairs; {config.pairs or pairs_path} has {len(pairs)}")
-    pairs = pairs[:n_max]
+    setup = prepare(config, out, overwrite, n_max, {"layer_ranges": config.layer_ranges}, step)
+    model, tokenizer, rngs = setup.model, setup.tokenizer, setup.rngs
+    pairs = setup.pairs
     if config.flip_fraction:
         pairs = flip_labels(pairs, config.flip_fraction, rngs["flips"])
-
-    def evaluate() -> dict:
-        plain = _sample(model, tokenizer, eval_prompts, rngs["plain"], config, None)
-        steered = _sample(model, tokenizer, eval_prompts, rngs["steered"], config, bias)
-        p_plain, p_steered = toxicity_probability(plain), toxicity_probability(steered)
-        from .models.hf import text_scores
-
-        scores = text_scores(model, tokenizer, held_out, list(bias), batch_size=config.batch_size)
-        return {
-            "toxicity_steered": (p_steered >= config.threshold).mean(), "toxicity_steered_prob": p_steered.mean(),
-            "toxicity_plain": (p_plain >= config.threshold).mean(), "toxicity_plain_prob": p_plain.mean(),
-            "toxic_mass": scores.token_mass, "perplexity": scores.perplexity,
-        }
 
     metrics = _Metrics(out / "metrics.parquet")
     timings = {}
     if not metrics.done("base", 0, 0, "none"):
         step("evaluating the unedited model")
-        metrics.add("base", 0, 0, "none", evaluate())
+        metrics.add("base", 0, 0, "none", evaluate(model, setup, config))
 
     step(f"embedding {2 * n_max} texts")
     start, cpu = time.perf_counter(), time.process_time()
@@ -299,11 +327,11 @@ def run_edit_experiment(config: EditExperiment, out: str | Path, overwrite: bool
                 save_causal_lm(model, tokenizer, out / "edited-model")
         if not metrics.done(condition, n, k, key):
             step(f"{condition}: {n} pairs, rank {k}, layers {key}")
-            metrics.add(condition, n, k, key, {**evaluate(), **values})
+            metrics.add(condition, n, k, key, {**evaluate(model, setup, config), **values})
         restore()
 
-    summary = {"status": "finished", **timings, "steer_tokens": len(bias), "pairs": n_max, "flip_fraction": config.flip_fraction,
-               "blocks": blocks, "width": int(preferred.shape[-1])}
+    summary = {"status": "finished", **timings, "steer_tokens": len(setup.bias), "pairs": n_max, "flip_fraction": config.flip_fraction,
+               "blocks": len(mlp_output_projections(model)), "width": int(preferred.shape[-1])}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     import matplotlib.pyplot as plt
 

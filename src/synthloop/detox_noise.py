@@ -36,11 +36,10 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import tomli_w
 from pydantic import Field, field_validator
 
 from .detox import EditSettings
-from .validation import ConfigError, Integer, Real
+from .validation import Integer, Real
 
 log = logging.getLogger(__name__)
 
@@ -134,83 +133,25 @@ def run_noisy_labels(config: NoisyLabelsExperiment, out: str | Path, overwrite: 
     Path
         The run directory.
     """
-    import shutil
-
     import torch
 
-    from .detox import _generators, _sample
+    from .detox import evaluate, prepare
     from .dpo import dpo_finetune
     from .editing import edit_model, fit_toxic_subspace, mean_hidden_states, mlp_output_projections
-    from .models.hf import load_causal_lm, text_scores, token_bias
-    from .preferences import build_pairs, corpus_sentences, flip_labels, prompt_of, read_pairs, write_pairs
+    from .preferences import flip_labels
     from .store import atomic_write
-    from .toxicity import profanity_words, toxicity_probability
 
     step = on_step or (lambda text: None)
     out = Path(out)
-    resolved = tomli_w.dumps(config.to_dict())
-    if (out / "config.toml").exists() and (out / "config.toml").read_text() != resolved:
-        if not overwrite:
-            raise ConfigError(f"{out} holds a different experiment; choose another --out or pass --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.toml", resolved)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    rngs = _generators(config.seed)
-
-    step("loading the model")
-    model, tokenizer = load_causal_lm(config.model)
-    blocks = len(mlp_output_projections(model))
     lo, hi = config.layers
-    if hi >= blocks:
-        raise ConfigError(f"layers must lie in [0, {blocks - 1}] (the model has {blocks} blocks); got [{lo}, {hi}]")
-
-    words = profanity_words()
-    offensive = [w for w, p in zip(words, toxicity_probability(words)) if p >= config.threshold]
-    bias = token_bias(tokenizer, offensive, config.steer_strength)
-
-    sentences = corpus_sentences(config.corpus)
-    order = rngs["split"].permutation(len(sentences))
-    held = config.eval_prompts + config.held_out_texts
-    needed = held + (0 if config.pairs else config.n_pairs)
-    if len(sentences) < needed:
-        raise ConfigError(f"corpus {config.corpus!r} has {len(sentences)} sentences; the experiment needs {needed} (held out + pairs)")
-    eval_prompts = [prompt_of(sentences[i], config.prompt_words) for i in order[:config.eval_prompts]]
-    held_out = [sentences[i] for i in order[config.eval_prompts:held]]
-
-    pairs_path = out / "pairs.jsonl"
-    if config.pairs:
-        pairs = read_pairs(config.pairs)
-    elif pairs_path.exists():
-        pairs = read_pairs(pairs_path)
-    else:
-        step(f"building {config.n_pairs} preference pairs")
-        prompts = [prompt_of(sentences[i], config.prompt_words) for i in order[held:held + config.n_pairs]]
-        source = {"model": config.model, "corpus": config.corpus, "seed": config.seed, "steer_strength": config.steer_strength,
-                  "steer_tokens": len(bias), "max_new_tokens": config.max_new_tokens, "method": "sampled vs logit-biased towards better-profanity words"}
-        pairs = build_pairs(model, tokenizer, prompts, rngs["pairs"], bias, config.max_new_tokens, source, config.batch_size)
-        write_pairs(pairs, pairs_path)
-    if len(pairs) < config.n_pairs:
-        raise ConfigError(f"n_pairs asks for {config.n_pairs} pairs; {config.pairs or pairs_path} has {len(pairs)}")
-    pairs = pairs[:config.n_pairs]
-    flip_seed = rngs["flips"].integers(2**63)  # every rate flips with a generator of this seed
-
-    def evaluate(m) -> dict:
-        plain = _sample(m, tokenizer, eval_prompts, rngs["plain"], config, None)
-        steered = _sample(m, tokenizer, eval_prompts, rngs["steered"], config, bias)
-        p_plain, p_steered = toxicity_probability(plain), toxicity_probability(steered)
-        scores = text_scores(m, tokenizer, held_out, list(bias), batch_size=config.batch_size)
-        return {
-            "toxicity_steered": (p_steered >= config.threshold).mean(), "toxicity_steered_prob": p_steered.mean(),
-            "toxicity_plain": (p_plain >= config.threshold).mean(), "toxicity_plain_prob": p_plain.mean(),
-            "toxic_mass": scores.token_mass, "perplexity": scores.perplexity,
-        }
+    setup = prepare(config, out, overwrite, config.n_pairs, {"layers": [config.layers]}, step)
+    model, tokenizer, pairs = setup.model, setup.tokenizer, setup.pairs
+    flip_seed = setup.rngs["flips"].integers(2**63)  # every rate flips with a generator of this seed
 
     metrics = _Metrics(out / "metrics.parquet")
     if not metrics.done("base", 0.0):
         step("evaluating the unedited model")
-        metrics.add("base", 0.0, evaluate(model))
+        metrics.add("base", 0.0, evaluate(model, setup, config))
 
     embeddings = None
     embed_seconds = embed_cpu = float("nan")
@@ -232,7 +173,7 @@ def run_noisy_labels(config: NoisyLabelsExperiment, out: str | Path, overwrite: 
                 preferred, dispreferred = swap_flipped(*embeddings, flipped)
                 edit_model(model, fit_toxic_subspace(preferred, dispreferred, rank=config.rank, layers=range(lo, hi + 1)))
                 timing = {"seconds": embed_seconds + time.perf_counter() - start, "cpu_seconds": embed_cpu + time.process_time() - cpu}
-                metrics.add(method, rate, {**evaluate(model), **timing, "flipped": flipped.sum()})
+                metrics.add(method, rate, {**evaluate(model, setup, config), **timing, "flipped": flipped.sum()})
                 with torch.no_grad():
                     for proj, weight in zip(mlp_output_projections(model), original):
                         proj.weight.copy_(weight)
@@ -241,12 +182,12 @@ def run_noisy_labels(config: NoisyLabelsExperiment, out: str | Path, overwrite: 
                     copy.deepcopy(model), tokenizer, noisy, beta=config.dpo_beta, learning_rate=config.dpo_learning_rate,
                     batch_size=config.dpo_batch_size, epochs=config.dpo_epochs, lora_rank=config.lora_rank, seed=config.seed,
                 )
-                values = {**evaluate(trained), "seconds": result.seconds, "cpu_seconds": result.cpu_seconds, "flipped": flipped.sum(),
+                values = {**evaluate(trained, setup, config), "seconds": result.seconds, "cpu_seconds": result.cpu_seconds, "flipped": flipped.sum(),
                           "dpo_steps": result.steps, "dpo_final_loss": result.losses[-1] if result.losses else float("nan")}
                 del trained
                 metrics.add(method, rate, values)
 
-    summary = {"status": "finished", "pairs": len(pairs), "steer_tokens": len(bias), "blocks": blocks,
+    summary = {"status": "finished", "pairs": len(pairs), "steer_tokens": len(setup.bias), "blocks": len(mlp_output_projections(model)),
                "embed_seconds": embed_seconds, "embed_cpu_seconds": embed_cpu}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2))
     import matplotlib.pyplot as plt
