@@ -669,6 +669,27 @@ def _sweep_finals(path: Path) -> str:
     return ("range over cells: " + ", ".join(parts)) if parts else ""
 
 
+def _run_resumable(run, experiment, out: Path, overwrite: bool, quiet: bool) -> None:
+    """Run a resumable experiment (edit, edit-noise) with a progress line; one error line on bad input, exit 130 on Ctrl-C."""
+    try:
+        with err_console.status("starting", spinner="dots") if not quiet else _nullcontext() as status:
+            run(experiment, out, overwrite=overwrite, on_step=(lambda text: status.update(text)) if status is not None else None)
+    except ConfigError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted — finished conditions are saved; run the same command to resume ({out})")
+        raise typer.Exit(130)
+
+
+def _print_frame(table, title: str, caption: str, left: tuple[str, ...]) -> None:
+    view = Table(title=title, caption=caption)
+    for column in table.columns:
+        view.add_column(column, justify="left" if column in left else "right")
+    for _, row in table.iterrows():
+        view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(view)
+
+
 @app.command("edit")
 def edit_command(
     config: Annotated[Optional[Path], typer.Argument(help="TOML file of EditExperiment keys (default: the defaults)")] = None,
@@ -684,27 +705,15 @@ def edit_command(
 
     try:
         experiment = EditExperiment.load(config, set_ or [])
-        out = out or Path("runs") / experiment.name
-        with err_console.status("starting", spinner="dots") if not quiet else _nullcontext() as status:
-            def on_step(text: str) -> None:
-                if status is not None:
-                    status.update(text)
-
-            run_edit_experiment(experiment, out, overwrite=overwrite, on_step=on_step)
     except ConfigError as error:
         _fail(error)
-    except KeyboardInterrupt:
-        err_console.print(f"interrupted — finished conditions are saved; run the same command to resume ({out})")
-        raise typer.Exit(130)
+    out = out or Path("runs") / experiment.name
+    _run_resumable(run_edit_experiment, experiment, out, overwrite, quiet)
     if not quiet:
         table = results_table(pd.read_parquet(out / "metrics.parquet")).drop(columns=["toxicity_steered_prob", "toxicity_plain_prob", "edit_seconds"], errors="ignore")
-        view = Table(title=f"{experiment.name}: toxic-subspace projection of {experiment.model}",
-                     caption=f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences of {experiment.corpus}")
-        for column in table.columns:
-            view.add_column(column, justify="left" if column in ("condition", "layers") else "right")
-        for _, row in table.iterrows():
-            view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-        console.print(view)
+        _print_frame(table, f"{experiment.name}: toxic-subspace projection of {experiment.model}",
+                     f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences of {experiment.corpus}",
+                     ("condition", "layers"))
     console.print(f"run directory: [bold]{out}[/] (figure.png, metrics.parquet, pairs.jsonl, directions.csv)")
 
 
@@ -724,23 +733,15 @@ def edit_noise_command(
 
     try:
         experiment = NoisyLabelsExperiment.load(config, set_ or [])
-        out = out or Path("runs") / experiment.name
-        with err_console.status("starting", spinner="dots") if not quiet else _nullcontext() as status:
-            run_noisy_labels(experiment, out, overwrite=overwrite, on_step=(lambda text: status.update(text)) if status is not None else None)
     except ConfigError as error:
         _fail(error)
-    except KeyboardInterrupt:
-        err_console.print(f"interrupted — finished conditions are saved; run the same command to resume ({out})")
-        raise typer.Exit(130)
+    out = out or Path("runs") / experiment.name
+    _run_resumable(run_noisy_labels, experiment, out, overwrite, quiet)
     if not quiet:
-        table = noise_table(pd.read_parquet(out / "metrics.parquet"))
-        view = Table(title=f"{experiment.name}: edit vs DPO under flipped labels, {experiment.model}, {experiment.n_pairs} pairs",
-                     caption=f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences; seconds = wall time of the method")
-        for column in table.columns:
-            view.add_column(column, justify="left" if column == "method" else "right")
-        for _, row in table.iterrows():
-            view.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-        console.print(view)
+        _print_frame(noise_table(pd.read_parquet(out / "metrics.parquet")),
+                     f"{experiment.name}: edit vs DPO under flipped labels, {experiment.model}, {experiment.n_pairs} pairs",
+                     f"{experiment.eval_prompts} held-out prompts × {experiment.max_new_tokens} new tokens; perplexity on {experiment.held_out_texts} held-out sentences; seconds = wall time of the method",
+                     ("method",))
     console.print(f"run directory: [bold]{out}[/] (figure.png, metrics.parquet, pairs.jsonl)")
 
 def _nullcontext():
