@@ -126,15 +126,15 @@ def test_user_pairs_with_only_the_two_texts(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ('{"preferred": "x"', r"line 2: not valid JSON"),
-    ('["x", "y"]', r"line 2: must be a JSON object"),
+    ('{"preferred": "x"', r"line 2 is not JSON"),
+    ('["x", "y"]', r"line 2 is not a JSON object; got list"),
     ('{"preferred": "x"}', r"line 2: 'dispreferred' must be a non-empty string; got None"),
     ('{"preferred": 3, "dispreferred": "y"}', r"line 2: 'preferred' must be a non-empty string; got 3"),
 ])
 def test_malformed_pairs_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"preferred": "a", "dispreferred": "b"}) + "\n" + line + "\n")
-    with pytest.raises(ConfigError, match=r"bad\.jsonl, " + message):
+    with pytest.raises(ConfigError, match=r"bad\.jsonl " + message):
         read_pairs(path)
 
 

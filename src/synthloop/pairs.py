@@ -27,7 +27,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from .validation import ConfigError
+from .validation import ConfigError, jsonl_objects
 
 ACLSUM = "aclsum"
 ACLSUM_SPLITS = ("train", "val", "test")
@@ -82,15 +82,7 @@ def _read(path: str, source_key: str, target_key: str, what: str, version: int) 
         raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
     except OSError as error:
         raise ConfigError(f"{what}: {path} cannot be read ({error.strerror})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{what}: {path} line {number} is not JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{what}: {path} line {number} is not a JSON object; got {type(record).__name__}")
+    for number, record in jsonl_objects(lines, f"{what}: {path}"):
         pair = []
         for key_name, key in (("source_key", source_key), ("target_key", target_key)):
             try:

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .validation import ConfigError
+from .validation import ConfigError, jsonl_objects
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 
@@ -174,16 +174,8 @@ def read_pairs(path: str | Path) -> list[PreferencePair]:
     if not path.is_file():
         raise ConfigError(f"pairs file {path} does not exist")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{where}: must be a JSON object with 'preferred' and 'dispreferred'; got {type(record).__name__}")
+    for number, record in jsonl_objects(path.read_text(encoding="utf-8").splitlines(), f"pairs file {path}"):
+        where = f"pairs file {path} line {number}"
         for key in ("preferred", "dispreferred"):
             if not isinstance(record.get(key), str) or not record[key].strip():
                 raise ConfigError(f"{where}: '{key}' must be a non-empty string; got {record.get(key)!r}")

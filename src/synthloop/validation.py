@@ -8,9 +8,10 @@ a preset, a file, ``--set`` overrides or Python), never with ``assert`` deeper i
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterator
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
@@ -65,6 +66,24 @@ def Real(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
         return value
 
     return Annotated[float, BeforeValidator(check)]
+
+
+def jsonl_objects(lines: list[str], where: str) -> Iterator[tuple[int, dict]]:
+    """The JSON objects of a user's JSONL file, with their 1-based line numbers; blank lines skipped.
+
+    A line that is not JSON, or not an object, is one ``ConfigError`` naming ``where`` (the file,
+    and the config key that gave it) and the line.
+    """
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{where} line {number} is not JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{where} line {number} is not a JSON object; got {type(record).__name__}")
+        yield number, record
 
 
 def user_path(value: str, context: dict | None) -> str:
