@@ -5,6 +5,7 @@
     python benchmarks/nn_throughput.py --quick    # smoke test, under a minute
     python benchmarks/nn_throughput.py --threads 1  # on a shared machine
     python benchmarks/nn_throughput.py --decode-only --threads 1  # self-labelling only, under a minute
+    python benchmarks/nn_throughput.py --device cuda   # on a GPU: paper shape, batch 1024, bf16 autocast
 
 Same shape on both sides (layers, width, heads, SwiGLU hidden size, tied embeddings, RoPE, no
 biases; ``synthloop.nn`` also without positions, NoPE, as the presets use), no download:
@@ -17,6 +18,11 @@ biases; ``synthloop.nn`` also without positions, NoPE, as the presets use), no d
    tokens, 24 new tokens — against ``model.generate(do_sample=False)`` of the same shape; the
    three take turns for 7 rounds and each keeps its fastest call (load on a shared machine
    drifts).
+
+With ``--device cuda`` both sides train under bfloat16 autocast with fused AdamW (what
+``synthloop.nn.Trainer`` does on a GPU), at the paper's shape and batch (1,024 × 64 tokens); the
+peak is the bf16 rate of 8192² matmuls; self-labelling decodes 4,096 prompts at the paper's
+shape in float32 (what the self-improve task's labelling does).
 
 Needs the ``nn`` extra and ``transformers`` (not a synthloop dependency). See
 docs/benchmarks.md for the measured numbers.
@@ -41,15 +47,23 @@ SHAPES = {
 VOCAB = 16
 
 
+DEVICE = "cpu"
+
+
 def clock() -> float:
     """With one torch thread (``--threads 1``) CPU seconds of this process, so that the time
-    slices other jobs on a shared machine take count against neither side; else wall seconds."""
+    slices other jobs on a shared machine take count against neither side; else wall seconds
+    (after the GPU's queued work has finished)."""
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter()
     return time.process_time() if torch.get_num_threads() == 1 else time.perf_counter()
 
 
-def matmul_peak(seconds: float = 2.0, n: int = 1024) -> float:
-    """fp32 FLOP/s of repeated square matmuls on this machine."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(seconds: float = 2.0) -> float:
+    """FLOP/s of repeated square matmuls on this machine: fp32 1024² on a CPU, bf16 8192² on a GPU."""
+    n, dtype = (8192, torch.bfloat16) if DEVICE == "cuda" else (1024, torch.float32)
+    a, b = torch.randn(n, n, device=DEVICE, dtype=dtype), torch.randn(n, n, device=DEVICE, dtype=dtype)
     a @ b
     count, start = 0, clock()
     while clock() - start < seconds:
@@ -68,24 +82,26 @@ def llama(shape: dict):
         pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )
     torch.manual_seed(0)
-    return LlamaForCausalLM(config).float()
+    return LlamaForCausalLM(config).float().to(DEVICE)
 
 
 def ours(shape: dict, pos: str) -> GPT:
-    return GPT(GPTConfig(vocab_size=VOCAB, block_size=512, pos=pos, **shape), torch.Generator().manual_seed(0))
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=512, pos=pos, **shape), torch.Generator().manual_seed(0)).to(DEVICE)
 
 
 def train_rates(entries: dict, batch: int, length: int, seconds: float, rounds: int) -> dict:
     """Tokens per second of AdamW steps for each ``name: (model, step_fn)``; the models take
     turns for ``rounds`` rounds of ``seconds / rounds`` each and each keeps its fastest round
     (load on a shared machine drifts; turns spread it over all)."""
-    x = torch.randint(4, VOCAB, (batch, length))
-    mask = torch.ones(batch, length - 1, dtype=torch.bool)
-    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, (model, _) in entries.items()}
+    x = torch.randint(4, VOCAB, (batch, length), device=DEVICE)
+    mask = torch.ones(batch, length - 1, dtype=torch.bool, device=DEVICE)
+    cuda = DEVICE == "cuda"
+    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda) for name, (model, _) in entries.items()}
 
     def step(name):
         model, step_fn = entries[name]
-        loss = step_fn(model, x, mask)
+        with torch.autocast(device_type=DEVICE, dtype=torch.bfloat16, enabled=cuda):
+            loss = step_fn(model, x, mask)
         optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
         optimizers[name].step()
@@ -132,21 +148,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); "
                         "1 on a shared machine, where spinning threads of both sides slow down by 10x or more")
     parser.add_argument("--decode-only", action="store_true", help="skip the training timings")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    cuda = DEVICE == "cuda"
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     seconds = 2.0 if args.quick else 8.0
     peak = matmul_peak(1.0 if args.quick else 3.0)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; load average {os.getloadavg()[0]:.2f}; "
-          f"rates per {'CPU' if torch.get_num_threads() == 1 else 'wall'} second")
-    shapes = [] if args.decode_only else ["cpu"] if args.quick else ["cpu", "paper"]
+    where = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
+    print(f"# {where}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{'bf16' if cuda else 'fp32'} matmul peak {peak / 1e9:.1f} GFLOP/s; load average {os.getloadavg()[0]:.2f}; "
+          f"rates per {'CPU' if torch.get_num_threads() == 1 and not cuda else 'wall'} second")
+    shapes = [] if args.decode_only else ["paper"] if cuda else ["cpu"] if args.quick else ["cpu", "paper"]
     if shapes:
         print("| shape | model | params | train tokens/s | × llama | % of peak (6N) |")
         print("|---|---|---|---|---|---|")
     for name in shapes:
         shape = SHAPES[name]
-        batch, length = (64, 48) if name == "cpu" else (32, 64)
+        batch, length = (64, 48) if name == "cpu" else (1024, 64) if cuda else (32, 64)
         models = {"transformers Llama": (llama(shape), llama_step)}
         for pos in ("rope", "nope"):
             models[f"synthloop.nn ({pos})"] = (ours(shape, pos), ours_step)
@@ -156,10 +177,11 @@ def main() -> None:
         for label, n, rate in rows:
             print(f"| {name} (B={batch}, T={length}) | {label} | {n / 1e6:.2f}M | {rate:,.0f} | {rate / base_rate:.2f} | {100 * 6 * n * rate / peak:.0f}% |")
 
-    shape = SHAPES["cpu"]
-    B, T, new = 256, 24, 24
-    prompts = torch.randint(4, VOCAB, (B, T))
-    valid = torch.ones(B, T, dtype=torch.bool)
+    shape_name = "paper" if cuda else "cpu"
+    shape = SHAPES[shape_name]
+    B, T, new = 4096 if cuda else 256, 24, 24
+    prompts = torch.randint(4, VOCAB, (B, T), device=DEVICE)
+    valid = torch.ones(B, T, dtype=torch.bool, device=DEVICE)
     repeats = 1 if args.quick else 7
     base = llama(shape).eval()
 
@@ -178,7 +200,7 @@ def main() -> None:
         return B
 
     rates = decode_rates({"hf": hf, **{pos: (lambda m=m: mine(m)) for pos, m in models.items()}}, repeats)
-    print(f"\n| decoding, cpu shape, {B} prompts × {T} tokens, {new} new | answers/s | × generate |")
+    print(f"\n| decoding, {shape_name} shape, {B} prompts × {T} tokens, {new} new | answers/s | × generate |")
     print("|---|---|---|")
     print(f"| transformers `generate` (greedy, KV cache) | {rates['hf']:,.0f} | 1.00 |")
     for pos in models:
