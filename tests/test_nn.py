@@ -51,6 +51,40 @@ def test_left_padded_prompts():
     assert tokens[0, :2].tolist() == [tok.pad, tok.pad]
 
 
+def test_batches_match_the_per_example_encoding():
+    """The vectorized ``batch``/``prompt_batch`` agree with ``encode_example``/``encode_prompt``
+    row by row, with empty strings and a non-ASCII alphabet; a stray character names itself."""
+    tok = CharTokenizer("0123456789+é")
+    prompts, answers = ["12+3", "", "é9", "4"], ["51", "7", "", "é4é"]
+    batch = tok.batch(prompts, answers)
+    for row, (p, a) in enumerate(zip(prompts, answers)):
+        ids, head = tok.encode_example(p, a)
+        assert batch.tokens[row, : len(ids)].tolist() == ids
+        assert (batch.tokens[row, len(ids) :] == tok.pad).all()
+        assert batch.loss_mask[row].nonzero().flatten().tolist() == list(range(head - 1, len(ids) - 1))
+    tokens, valid = tok.prompt_batch(prompts)
+    for row, p in enumerate(prompts):
+        ids = tok.encode_prompt(p)
+        assert tokens[row, -len(ids) :].tolist() == ids and valid[row].sum().item() == len(ids)
+    with pytest.raises(ValueError, match="character 'x' is not in the alphabet"):
+        tok.batch(["1"], ["2x"])
+    with pytest.raises(ValueError, match="one answer per prompt; got 2 prompts and 1 answers"):
+        tok.batch(["1", "2"], ["3"])
+
+
+def test_rope_inf_is_llamas_rope_theta_inf():
+    """``rope_base = inf`` turns each head's first pair by 1 radian per token and leaves every
+    other pair still -- what LLaMA's ``rope_theta = inf`` does (Lee et al.'s code calls it NoPE)."""
+    import math
+
+    from synthloop.nn.model import rope_tables
+
+    cos, sin = rope_tables(GPTConfig(vocab_size=8, n_embd=16, n_head=2, pos="rope", rope_base=math.inf, block_size=6), "cpu")
+    positions = torch.arange(6, dtype=torch.float32)
+    assert torch.allclose(cos[:, 0], positions.cos()) and torch.allclose(sin[:, 0], positions.sin())
+    assert (cos[:, 1:] == 1).all() and (sin[:, 1:] == 0).all()
+
+
 @pytest.mark.parametrize("pos", ["nope", "learned", "rope"])
 def test_kv_cache_and_padding_match_a_full_forward(pos):
     g = torch.Generator().manual_seed(0)

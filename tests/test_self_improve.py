@@ -243,3 +243,33 @@ def test_every_self_improve_preset_runs_shrunk(preset):
     run = synthloop.run(preset, overrides=SHRINK + ["task.eval_max=" + str(synthloop.load_experiment(preset).task.train_max + 1)])
     assert run.metrics["generation"].max() == 1
     assert np.isfinite(run.metrics.query("metric == 'solved'")["value"]).all()
+
+
+def test_rope_inf_position_option_builds_the_papers_positions():
+    import math
+
+    from synthloop.tasks.self_improve import SelfImproveConfig, SelfImproveTask
+
+    task = SelfImproveTask(SelfImproveConfig(**{k: v for k, v in TINY.items() if k != "name"}, pos="rope-inf"))
+    config = task._gpt_config(task._tokenizer())
+    assert config.pos == "rope" and config.rope_base == math.inf
+    with pytest.raises(ConfigError, match="task.pos"):
+        experiment(pos="alibi")
+
+
+def test_independent_operand_lengths_for_round_zero_only():
+    from synthloop.tasks.self_improve import SelfImproveConfig, SelfImproveTask
+
+    config = {k: v for k, v in TINY.items() if k != "name"} | {"problem": "reverse-addition", "train_max": 6, "eval_max": 7, "train_size": 3000}
+    task = SelfImproveTask(SelfImproveConfig(**config, operands="independent"))
+    real = task.sample_real([np.random.default_rng(0)])
+    problem = make_problem("reverse-addition")
+    lengths = np.array([[len(side) for side in p.split("+")] for p in real.prompts[0]])  # (N, 2)
+    assert (real.difficulty[0] == lengths.max(axis=1)).all()
+    assert (lengths[:, 0] != lengths[:, 1]).mean() > 0.7  # 5/6 of pairs differ when drawn on their own
+    assert list(real.labels[0]) == [problem.solve(p) for p in real.prompts[0]]
+    assert all(len(a) == problem.answer_length(d) for a, d in zip(real.labels[0], real.difficulty[0]))
+    # the test set keeps equal lengths
+    assert all(len(set(map(len, p.split("+")))) == 1 for p in real.test.prompts[0])
+    with pytest.raises(ConfigError, match="task.operands = 'independent' needs task.problem 'addition' or 'reverse-addition'; got 'copy'"):
+        experiment(operands="independent")

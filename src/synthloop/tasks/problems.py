@@ -18,6 +18,9 @@ maze                 a tree's edges ``ab,bc,…``,      the path's nodes, ``s…
                      hops from ``s`` to ``t``
 ===================  ==============================  ==============================  =========
 
+Addition's round-0 data may also pair operands of different lengths (``sample_lengths``; the
+difficulty is then the longer one's), as the paper's code does.
+
 Zero padding to a fixed answer length is the paper's: it makes the answer's length a function
 of the prompt, so a length filter can reject malformed labels. Multiplication is written
 directly (reversed digits) rather than in the paper's chain-of-thought format. Mazes are trees
@@ -110,6 +113,18 @@ class Addition(Problem):
 
     def sample(self, difficulty, n, rng):
         a, b = _numbers(rng, difficulty, n), _numbers(rng, difficulty, n)
+        return np.array([f"{self._write(x)}+{self._write(y)}" for x, y in zip(a, b)], dtype=object)
+
+    def sample_lengths(self, digits_a: np.ndarray, digits_b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One prompt per row with ``digits_a[i]`` and ``digits_b[i]`` digits; its difficulty is
+        the longer operand's (the answer has ``max + 1`` digits). Lee et al.'s code draws the
+        round-0 data this way, each operand's length on its own."""
+        a = np.empty(len(digits_a), dtype=object)
+        b = np.empty(len(digits_b), dtype=object)
+        for digits in np.unique(np.concatenate([digits_a, digits_b])):
+            at_a, at_b = digits_a == digits, digits_b == digits
+            a[at_a] = _numbers(rng, int(digits), int(at_a.sum()))
+            b[at_b] = _numbers(rng, int(digits), int(at_b.sum()))
         return np.array([f"{self._write(x)}+{self._write(y)}" for x, y in zip(a, b)], dtype=object)
 
     def solve(self, prompt):

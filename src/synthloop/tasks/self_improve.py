@@ -26,6 +26,7 @@ checkpoints hold no torch objects; torch is imported only when a model is traine
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -53,6 +54,9 @@ class SelfImproveConfig(TaskConfig):
     train_min: Integer(1, 1000) = Field(default=1, description="smallest labelled difficulty (round 0)")
     train_max: Integer(1, 1000) = Field(default=10, description="largest labelled difficulty (round 0)")
     train_size: Integer(1, 100_000_000) = Field(default=20_000, description="labelled examples, uniform over difficulties")
+    operands: Literal["equal", "independent"] = Field(
+        default="equal", description="addition's labelled data: both operands of one length, or each length drawn on its own "
+        "(the paper's code; difficulty = the longer operand); test sets and self-labelled rounds always use equal lengths")
     synthetic_size: Integer(1, 100_000_000) = Field(default=2_000, description="inputs self-labelled per round")
     eval_max: Integer(1, 1000) | None = Field(default=None, description="largest difficulty evaluated; default train_max + 10")
     eval_size: Integer(1, 100_000) = Field(default=100, description="test instances per difficulty")
@@ -62,7 +66,10 @@ class SelfImproveConfig(TaskConfig):
     width: Integer(8, 16384) = 128
     heads: Integer(1, 256) = 4
     mlp_ratio: Real(0, 64, lo_open=True) = 4.0
-    pos: Literal["nope", "learned", "rope"] = "nope"
+    # "rope-inf": RoPE with base = inf, i.e. every rotation frequency 0 except each head's first pair,
+    # which turns by 1 radian per token -- what the paper's code gets from LLaMA's rope_theta = inf,
+    # the setting it calls NoPE.
+    pos: Literal["nope", "rope-inf", "learned", "rope"] = Field(default="nope", description="positional encoding")
     # training
     steps: Integer(1, 10_000_000) = Field(default=2_000, description="optimizer steps of round 0")
     round_steps: Integer(1, 10_000_000) = Field(default=500, description="optimizer steps of every later round")
@@ -94,6 +101,8 @@ class SelfImproveConfig(TaskConfig):
             raise ValueError(f"width must be divisible by task.heads ({self.heads}); got {self.width}")
         if (self.avalanche_round is None) != (self.avalanche_rate == 0):
             raise ValueError("avalanche_round and task.avalanche_rate go together: set both or neither")
+        if self.operands == "independent" and self.problem not in ("addition", "reverse-addition"):
+            raise ValueError(f"operands = 'independent' needs task.problem 'addition' or 'reverse-addition'; got {self.problem!r}")
         if self.problem == "maze" and self.levels[-1] > 51:
             raise ValueError(f"eval_max of a maze must be at most 51 hops (52 named nodes); got {self.levels[-1]}")
         problem = self.filter.problem()
@@ -212,11 +221,24 @@ class SelfImproveTask(Task):
             prompts[at] = self.problem.sample(int(level), int(at.sum()), rng)
         return prompts, self.problem.solve_all(prompts), levels
 
+    def _mixed_examples(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Addition with each operand's length drawn on its own from ``train_min..train_max``,
+        sorted by difficulty (the longer operand)."""
+        c = self.config
+        digits = rng.integers(c.train_min, c.train_max + 1, (2, c.train_size))  # (2, N)
+        order = np.argsort(digits.max(axis=0), kind="stable")
+        digits = digits[:, order]
+        prompts = self.problem.sample_lengths(digits[0], digits[1], rng)
+        return prompts, self.problem.solve_all(prompts), digits.max(axis=0)
+
     def sample_real(self, rngs) -> Examples:
         c = self.config
         train, test = [], []
         for rng in rngs:
-            train.append(self._examples(rng.integers(c.train_min, c.train_max + 1, c.train_size), rng))
+            if c.operands == "independent":
+                train.append(self._mixed_examples(rng))
+            else:
+                train.append(self._examples(rng.integers(c.train_min, c.train_max + 1, c.train_size), rng))
             test.append(self._examples(np.repeat(c.levels, c.eval_size), rng))
 
         def stack(parts):
@@ -244,7 +266,8 @@ class SelfImproveTask(Task):
         c = self.config
         longest = self.problem.max_prompt_length(int(c.levels[-1]) + 1) + self.problem.answer_length(int(c.levels[-1]) + 1) + 4
         return GPTConfig(vocab_size=tokenizer.vocab_size, block_size=max(256, 2 * longest), n_layer=c.layers,
-                         n_head=c.heads, n_embd=c.width, mlp_ratio=c.mlp_ratio, pos=c.pos)
+                         n_head=c.heads, n_embd=c.width, mlp_ratio=c.mlp_ratio,
+                         pos="rope" if c.pos == "rope-inf" else c.pos, rope_base=math.inf if c.pos == "rope-inf" else 10_000.0)
 
     def _train_config(self, fine_tune: bool):
         from ..nn import TrainConfig
@@ -316,6 +339,9 @@ class SelfImproveTask(Task):
                     loss.append(result.loss)
                     predicted, _ = self.label(network, test.prompts[r], test.difficulty[r])
                     accuracy.append(accuracy_by_difficulty(predicted, test.truth[r], test.difficulty[r], c.levels))
+                    log.info("round %d replicate %d: solved %d; exact match (%%) by difficulty %s", 0 if init is None else init.round + 1,
+                             r, int(solved_up_to(accuracy[-1][None])[0]),
+                             " ".join(f"{level}:{100 * a:.0f}" for level, a in zip(c.levels, accuracy[-1], strict=True)))
             states.append(members)
             trained = difficulty[r][keep[r]]
             frontier.append(int(trained.max()))
