@@ -79,9 +79,12 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch: int, max_len: int, device, dtype):
         hd = config.n_embd // config.n_head
         shape = (batch, config.n_head, max_len, hd)
-        # Zero-filling these took a tenth of a prefill; attention only reads ``[:length]``.
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        # Zero-filling this took a tenth of a prefill; attention only reads ``[:length]``. One
+        # buffer rather than one per layer: malloc then keeps its pages for the next call
+        # instead of returning them, and refaulting them cost a twentieth of a decode.
+        kv = torch.empty((2, config.n_layer, *shape), device=device, dtype=dtype)
+        self.keys = [kv[0, layer] for layer in range(config.n_layer)]  # (B, H, max_len, hd) each
+        self.values = [kv[1, layer] for layer in range(config.n_layer)]
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.length = 0
         self.padded = False  # whether any filled key is padding; while not, no mask is needed
@@ -179,7 +182,10 @@ class MLP(nn.Module):
         self.down = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
 
     def forward(self, x):
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        if torch.is_grad_enabled():
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+        # Decoding: in place, no new (B, T, hidden) buffers — fresh large buffers cost page faults.
+        return self.down(F.silu(self.gate(x), inplace=True).mul_(self.up(x)))
 
 
 class Block(nn.Module):
@@ -191,9 +197,9 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x, mask, rope, cache, layer, last_only: bool = False):
-        y = self.attn(self.norm1(x), mask, rope, cache, layer, last_only)
-        x = (x[:, -1:] if last_only else x) + y
-        return x + self.mlp(self.norm2(x))
+        # Residual sums land in the fresh outputs of attn and mlp (their backward needs neither).
+        x = self.attn(self.norm1(x), mask, rope, cache, layer, last_only).add_(x[:, -1:] if last_only else x)
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 class GPT(nn.Module):
