@@ -151,14 +151,17 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, mask, rope, cache: KVCache | None, layer: int, last_only: bool = False):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        H = self.n_head
+        qkv = self.qkv(x).view(B, T, 3 * H, C // H).transpose(1, 2)  # (B, 3H, T, hd)
+        q, k, v = qkv.split(H, dim=1)  # (B, H, T, hd)
         if last_only:  # every key, but only the last query (see GPT.forward)
             q = q[:, :, -1:]
             mask = None if mask is None else mask[:, :, -1:]
-        if rope is not None:
-            cos, sin = rope
-            q, k = apply_rope(q, cos[:, :, -q.shape[2] :], sin[:, :, -q.shape[2] :]), apply_rope(k, cos, sin)
+            if rope is not None:
+                cos, sin = rope
+                q, k = apply_rope(q, cos[:, :, -1:], sin[:, :, -1:]), apply_rope(k, cos, sin)
+        elif rope is not None:  # queries and keys at the same positions: rotated together
+            q, k = apply_rope(qkv[:, : 2 * H], *rope).split(H, dim=1)
         k_t, v_t = k.transpose(-1, -2), v.transpose(-1, -2)  # (B, H, hd, T)
         if cache is not None:
             start = cache.length
