@@ -73,8 +73,8 @@ class KVCache:
 
     ``keys[l]`` and ``values[l]`` have shape ``(B, H, hd, max_len)`` — transposed, position
     last: a decoding step's attention then reads each head's ``hd`` rows of ``length``
-    contiguous numbers, which took two thirds of the time of reading ``length`` rows of ``hd``
-    (docs/benchmarks.md). ``length`` positions are filled (the rest is uninitialized memory,
+    contiguous numbers, which took 70% of the time of reading ``length`` rows of ``hd``, the
+    step's writes included (docs/benchmarks.md). ``length`` positions are filled (the rest is uninitialized memory,
     never read). ``valid`` (B, max_len) marks real (non-padding) key positions.
     """
 
@@ -83,7 +83,7 @@ class KVCache:
         shape = (batch, config.n_head, hd, max_len)
         # Zero-filling this took a tenth of a prefill; attention only reads ``[:length]``. One
         # buffer rather than one per layer: malloc then keeps its pages for the next call
-        # instead of returning them, and refaulting them cost a twentieth of a decode.
+        # instead of returning them, and refaulting them cost a seventh of a decode.
         kv = torch.empty((2, config.n_layer, *shape), device=device, dtype=dtype)
         self.keys = [kv[0, layer] for layer in range(config.n_layer)]  # (B, H, hd, max_len) each
         self.values = [kv[1, layer] for layer in range(config.n_layer)]
