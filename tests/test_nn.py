@@ -89,6 +89,18 @@ def test_rope_rotates_channel_pairs_and_depends_on_relative_position_only():
     assert not torch.allclose(scores[5, 2], scores[5, 3])
 
 
+def test_residual_stream_stays_float32_under_bf16_autocast():
+    # the trainer's CUDA path runs in bf16 autocast; in-place residual adds into the bf16 outputs
+    # of the linear layers would silently turn the whole residual stream into bf16
+    model = GPT(GPTConfig(vocab_size=12, block_size=16, n_layer=2, n_head=2, n_embd=16, pos="rope"), torch.Generator().manual_seed(0))
+    dtypes = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randint(0, 12, (2, 8)))
+    assert dtypes == [torch.float32, torch.float32]
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="n_embd must be divisible by n_head"):
         GPTConfig(vocab_size=5, n_embd=10, n_head=3)

@@ -210,9 +210,9 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x, mask, rope, cache, layer, last_only: bool = False):
-        # Residual sums land in the fresh outputs of attn and mlp (their backward needs neither).
-        x = self.attn(self.norm1(x), mask, rope, cache, layer, last_only).add_(x[:, -1:] if last_only else x)
-        return self.mlp(self.norm2(x)).add_(x)
+        y = self.attn(self.norm1(x), mask, rope, cache, layer, last_only)
+        x = (x[:, -1:] if last_only else x) + y  # not in place: under autocast y is bf16, x float32
+        return x + self.mlp(self.norm2(x))
 
 
 class GPT(nn.Module):
