@@ -101,6 +101,40 @@ def test_kv_cache_and_padding_match_a_full_forward(pos):
     torch.testing.assert_close(torch.cat([first, rest], 1)[:, 3:], full, atol=1e-5, rtol=1e-4)
 
 
+def test_rope_rotates_channel_pairs_and_depends_on_relative_position_only():
+    from synthloop.nn.model import apply_rope, rope_tables
+
+    config = GPTConfig(vocab_size=12, block_size=16, n_head=2, n_embd=16, pos="rope")
+    cos, sin = rope_tables(config, "cpu")  # (16, 8)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 1, 1, 16, 8, generator=g)  # (B=1, H=1, T=16, hd=8) each
+    rotated = apply_rope(q, cos[None, None], sin[None, None])
+    # channel i and i + hd/2 turn by position * base^(-2i/hd)
+    angle = torch.arange(16.0)[:, None] * 10_000.0 ** (-torch.arange(0, 8, 2) / 8)  # (T, 4)
+    x1, x2 = q[0, 0].chunk(2, -1)
+    expected = torch.cat([x1 * angle.cos() - x2 * angle.sin(), x2 * angle.cos() + x1 * angle.sin()], -1)
+    torch.testing.assert_close(rotated[0, 0], expected, atol=1e-5, rtol=1e-5)
+    # the attention score of a query at i and a key at j depends on i - j alone
+    k_rot = apply_rope(k[:, :, :1].expand(1, 1, 16, 8), cos[None, None], sin[None, None])[0, 0]  # one key at every position
+    q_rot = apply_rope(q[:, :, :1].expand(1, 1, 16, 8), cos[None, None], sin[None, None])[0, 0]  # one query
+    scores = (q_rot[:, None] * k_rot[None]).sum(-1)  # (i, j)
+    torch.testing.assert_close(scores[5, 2], scores[12, 9])
+    torch.testing.assert_close(scores[3, 3], scores[10, 10])
+    assert not torch.allclose(scores[5, 2], scores[5, 3])
+
+
+def test_residual_stream_stays_float32_under_bf16_autocast():
+    # the trainer's CUDA path runs in bf16 autocast; in-place residual adds into the bf16 outputs
+    # of the linear layers would silently turn the whole residual stream into bf16
+    model = GPT(GPTConfig(vocab_size=12, block_size=16, n_layer=2, n_head=2, n_embd=16, pos="rope"), torch.Generator().manual_seed(0))
+    dtypes = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randint(0, 12, (2, 8)))
+    assert dtypes == [torch.float32, torch.float32]
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="n_embd must be divisible by n_head"):
         GPTConfig(vocab_size=5, n_embd=10, n_head=3)

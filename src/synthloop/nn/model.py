@@ -71,17 +71,22 @@ class GPTConfig:
 class KVCache:
     """Keys and values of every layer for a batch of rows, preallocated to ``max_len`` positions.
 
-    ``keys[l]`` and ``values[l]`` have shape ``(B, H, max_len, hd)``; ``length`` positions are
-    filled (the rest is uninitialized memory, never read). ``valid`` (B, max_len) marks real
-    (non-padding) key positions.
+    ``keys[l]`` and ``values[l]`` have shape ``(B, H, hd, max_len)`` — transposed, position
+    last: a decoding step's attention then reads each head's ``hd`` rows of ``length``
+    contiguous numbers, which took 70% of the time of reading ``length`` rows of ``hd``, the
+    step's writes included (docs/benchmarks.md). ``length`` positions are filled (the rest is uninitialized memory,
+    never read). ``valid`` (B, max_len) marks real (non-padding) key positions.
     """
 
     def __init__(self, config: GPTConfig, batch: int, max_len: int, device, dtype):
         hd = config.n_embd // config.n_head
-        shape = (batch, config.n_head, max_len, hd)
-        # Zero-filling these took a tenth of a prefill; attention only reads ``[:length]``.
-        self.keys = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.values = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        shape = (batch, config.n_head, hd, max_len)
+        # Zero-filling this took a tenth of a prefill; attention only reads ``[:length]``. One
+        # buffer rather than one per layer: malloc then keeps its pages for the next call
+        # instead of returning them, and refaulting them cost a seventh of a decode.
+        kv = torch.empty((2, config.n_layer, *shape), device=device, dtype=dtype)
+        self.keys = [kv[0, layer] for layer in range(config.n_layer)]  # (B, H, hd, max_len) each
+        self.values = [kv[1, layer] for layer in range(config.n_layer)]
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.length = 0
         self.padded = False  # whether any filled key is padding; while not, no mask is needed
@@ -119,18 +124,22 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(config: GPTConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables, shape (block_size, hd / 2)."""
+    """cos and sin tables, shape (block_size, hd): both halves of a row hold the same angles,
+    and the first half of ``sin`` is negated (see :func:`apply_rope`)."""
     hd = config.n_embd // config.n_head
     inv_freq = 1.0 / config.rope_base ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd)
     angles = torch.outer(torch.arange(config.block_size, device=device, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels of ``x`` (B, H, T, hd) by the angles of each row's positions;
-    ``cos``/``sin`` are (B, 1, T, hd / 2)."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+    """Rotate the channel pairs (i, i + hd/2) of ``x`` (B, H, T, hd) by the angles of each row's
+    positions: ``[x1 cos - x2 sin, x2 cos + x1 sin]``, computed as ``x cos + [x2, x1] sin`` with
+    the tables of :func:`rope_tables`, (B, 1, T, hd) here — three arithmetic kernels instead of six."""
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    return torch.cat([x2, x1], dim=-1).mul_(sin).add_(xf * cos).type_as(x)
 
 
 class CausalSelfAttention(nn.Module):
@@ -142,30 +151,37 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, mask, rope, cache: KVCache | None, layer: int, last_only: bool = False):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        H = self.n_head
+        qkv = self.qkv(x).view(B, T, 3 * H, C // H).transpose(1, 2)  # (B, 3H, T, hd)
+        q, k, v = qkv.split(H, dim=1)  # (B, H, T, hd)
         if last_only:  # every key, but only the last query (see GPT.forward)
             q = q[:, :, -1:]
             mask = None if mask is None else mask[:, :, -1:]
-        if rope is not None:
-            cos, sin = rope
-            q, k = apply_rope(q, cos[:, :, -q.shape[2] :], sin[:, :, -q.shape[2] :]), apply_rope(k, cos, sin)
+            if rope is not None:
+                cos, sin = rope
+                q, k = apply_rope(q, cos[:, :, -1:], sin[:, :, -1:]), apply_rope(k, cos, sin)
+        elif rope is not None:  # queries and keys at the same positions: rotated together
+            q, k = apply_rope(qkv[:, : 2 * H], *rope).split(H, dim=1)
+        k_t, v_t = k.transpose(-1, -2), v.transpose(-1, -2)  # (B, H, hd, T)
         if cache is not None:
             start = cache.length
-            cache.keys[layer][:, :, start : start + T] = k
-            cache.values[layer][:, :, start : start + T] = v
-            k, v = cache.keys[layer][:, :, : start + T], cache.values[layer][:, :, : start + T]  # (B, H, S, hd)
+            cache.keys[layer][..., start : start + T] = k_t
+            cache.values[layer][..., start : start + T] = v_t
+            k_t, v_t = cache.keys[layer][..., : start + T], cache.values[layer][..., : start + T]  # (B, H, hd, S)
+            if start:  # earlier keys too (with an empty cache, k and v are already all of them)
+                k, v = k_t.transpose(-1, -2), v_t.transpose(-1, -2)  # (B, H, S, hd)
         T = q.shape[2]
         if T == 1:
             # One new token per row (decoding): two small batched matmuls take about half the
             # time of the fused kernel at these sizes; scaling q costs 1/S of scaling the scores.
-            att = torch.matmul(q * (1.0 / math.sqrt(C // self.n_head)), k.transpose(-1, -2))  # (B, H, 1, S)
+            # Both read the transposed cache along its rows, and y comes out in (B, 1, C) order.
+            att = torch.matmul(q * (1.0 / math.sqrt(C // self.n_head)), k_t)  # (B, H, 1, S)
             if mask is not None:
                 att = att.masked_fill_(~mask, float("-inf"))
-            y = torch.matmul(att.softmax(dim=-1), v)  # (B, H, 1, hd)
-        else:
-            # Without a mask the queries are the whole causal sequence (S == T); see GPT.forward.
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)  # mask (B, 1, T, S)
+            y = torch.matmul(v_t, att.softmax(dim=-1).transpose(-1, -2))  # (B, H, hd, 1)
+            return self.proj(y.view(B, 1, C))
+        # Without a mask the queries are the whole causal sequence (S == T); see GPT.forward.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)  # mask (B, 1, T, S)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -179,7 +195,10 @@ class MLP(nn.Module):
         self.down = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
 
     def forward(self, x):
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        if torch.is_grad_enabled():
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+        # Decoding: in place, no new (B, T, hidden) buffers — fresh large buffers cost page faults.
+        return self.down(F.silu(self.gate(x), inplace=True).mul_(self.up(x)))
 
 
 class Block(nn.Module):
@@ -192,7 +211,7 @@ class Block(nn.Module):
 
     def forward(self, x, mask, rope, cache, layer, last_only: bool = False):
         y = self.attn(self.norm1(x), mask, rope, cache, layer, last_only)
-        x = (x[:, -1:] if last_only else x) + y
+        x = (x[:, -1:] if last_only else x) + y  # not in place: under autocast y is bf16, x float32
         return x + self.mlp(self.norm2(x))
 
 
@@ -265,7 +284,7 @@ class GPT(nn.Module):
         if self.config.pos == "rope":
             if int(positions.max()) >= self.config.block_size:
                 raise ValueError(f"sequence position {int(positions.max())} exceeds block_size {self.config.block_size} of the RoPE table")
-            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])  # (B, 1, T, hd/2)
+            rope = (self.rope_cos[positions][:, None], self.rope_sin[positions][:, None])  # (B, 1, T, hd)
         mask = None
         if valid is not None or cache is not None:
             if valid is None:
