@@ -81,8 +81,11 @@ def test_rope_inf_is_llamas_rope_theta_inf():
 
     cos, sin = rope_tables(GPTConfig(vocab_size=8, n_embd=16, n_head=2, pos="rope", rope_base=math.inf, block_size=6), "cpu")
     positions = torch.arange(6, dtype=torch.float32)
-    assert torch.allclose(cos[:, 0], positions.cos()) and torch.allclose(sin[:, 0], positions.sin())
-    assert (cos[:, 1:] == 1).all() and (sin[:, 1:] == 0).all()
+    turning = [0, 4]  # head size 8: channel 0 and its rotation partner 4 (rotate-half layout)
+    assert torch.allclose(cos[:, turning], positions.cos()[:, None].expand(6, 2))
+    assert torch.allclose(sin[:, turning].abs(), positions.sin().abs()[:, None].expand(6, 2))
+    still = [c for c in range(8) if c not in turning]
+    assert (cos[:, still] == 1).all() and (sin[:, still] == 0).all()
 
 
 @pytest.mark.parametrize("pos", ["nope", "learned", "rope"])
