@@ -163,7 +163,7 @@ def box_muller_float32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     rng : numpy.random.Generator
-        Consumed for one float64 uniform per draw (rounded up to an even count per block).
+        Consumed, per block of draws, for a float64 uniform per pair, then a float32 uniform per pair.
     out : ndarray of float32, C-contiguous
 
     Returns
@@ -173,10 +173,10 @@ def box_muller_float32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
     Notes
     -----
     For independent uniforms ``u, v``, ``ρ = √(−2 log(1 − u))`` and ``θ = 2πv`` give the independent
-    standard normals ``ρ cos θ`` and ``ρ sin θ`` (Box & Muller 1958); here ``u`` and ``v`` are the
-    first and second halves of a block of uniforms and the cosines fill the first half of the block.
-    ``1 − u`` is formed in float64 (53-bit uniforms: the tails reach ``8.5σ``, beyond which lies
-    probability ``1e-17``), the rest in float32, where numpy's vectorized ``log``, ``sin`` and
+    standard normals ``ρ cos θ`` and ``ρ sin θ`` (Box & Muller 1958); the cosines fill the first
+    half of a block, the sines the second. ``u`` is a 53-bit float64 uniform and ``1 − u`` is formed
+    in float64 before rounding to float32 (the tails reach ``8.5σ``, beyond which lies probability
+    ``1e-17``); ``v`` is a 24-bit float32 uniform (an angle to ``2π·2⁻²⁴``); the rest is float32, where numpy's vectorized ``log``, ``sin`` and
     ``cos`` make a draw about 3× cheaper than numpy's own float32 ziggurat; each draw carries a
     relative rounding error of a few float32 units (``2⁻²⁴``).
 
@@ -192,18 +192,20 @@ def box_muller_float32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
     True
     """
     flat = out.reshape(-1)
-    for start in range(0, flat.size, 2 * _BOX_MULLER_PAIRS):
-        block = flat[start : start + 2 * _BOX_MULLER_PAIRS]
+    pairs = min(_BOX_MULLER_PAIRS, (flat.size + 1) // 2)
+    u, radius, angle = np.empty(pairs), np.empty(pairs, np.float32), np.empty(pairs, np.float32)
+    for start in range(0, flat.size, 2 * pairs):
+        block = flat[start : start + 2 * pairs]
         half = (block.size + 1) // 2
-        u = rng.random(2 * half)
-        radius = (1.0 - u[:half]).astype(np.float32)  # in (0, 1]
-        np.log(radius, out=radius)
-        radius *= -2.0
-        np.sqrt(radius, out=radius)
-        angle = u[half:].astype(np.float32)
-        angle *= np.float32(2 * np.pi)
-        np.cos(angle, out=block[:half])
-        block[:half] *= radius
+        rng.random(out=u[:half])
+        np.subtract(1.0, u[:half], out=radius[:half])  # in (0, 1], rounded to float32
+        rng.random(out=angle[:half], dtype=np.float32)
+        np.log(radius[:half], out=radius[:half])
+        radius[:half] *= -2.0
+        np.sqrt(radius[:half], out=radius[:half])
+        angle[:half] *= np.float32(2 * np.pi)
+        np.cos(angle[:half], out=block[:half])
+        block[:half] *= radius[:half]
         rest = block.size - half
         np.sin(angle[:rest], out=block[half:])
         block[half:] *= radius[:rest]
@@ -240,38 +242,57 @@ def single_precision_suffices(factor: np.ndarray) -> bool:
     return True
 
 
-def triangular_inverse(lower: np.ndarray) -> np.ndarray:
+def triangular_inverse(lower: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """Inverses of stacked lower-triangular matrices ``(R, d, d)`` whose strict upper triangles are
-    zero (Cholesky factors and their products are), with LAPACK ``dtrtri`` for large ``d``."""
+    zero (Cholesky factors and their products are), with LAPACK ``dtrtri`` for large ``d``;
+    ``overwrite`` inverts a C-contiguous ``lower`` in place."""
     R, d, _ = lower.shape
     if d <= 16:
         return np.linalg.inv(lower)
-    out = np.empty_like(lower)
-    for r in range(R):  # dtrtri leaves the strict upper triangle as it was: zeros
-        out[r], _ = lapack.dtrtri(lower[r], lower=1)
+    out = lower if overwrite and lower.flags.c_contiguous else lower.copy()
+    for r in range(R):  # out[r].T is upper-triangular (a Fortran view): inverted in place, out holds L⁻¹
+        lapack.dtrtri(out[r].T, lower=0, overwrite_c=1)
     return out
 
 
+_LAPACK_MIN_K = 41  # from this size LAPACK per replicate beats batched numpy (calls cost less than copies)
+
+
 def _update_factor(b: np.ndarray, z: np.ndarray, c: float, D: float) -> np.ndarray:
-    """``chol(D I + b bᵀ + c z zᵀ)`` for stacked ``b`` (R, k, k) and ``z`` (R, k)."""
+    """``chol(D I + b bᵀ + c z zᵀ)`` for stacked lower-triangular ``b`` (R, k, k) and ``z`` (R, k)."""
     R, k, _ = b.shape
-    if k <= 48:  # batched numpy; LAPACK per replicate below costs more in calls than in flops
+    if k < _LAPACK_MIN_K:
         wide = np.concatenate([b, (z * np.sqrt(c))[:, :, None]], axis=2)  # (R, k, k + 1)
         inner = np.matmul(wide, wide.transpose(0, 2, 1))
         inner[:, np.arange(k), np.arange(k)] += D
         return np.linalg.cholesky(inner)
-    # Lower triangles only, in place, with no copies: out[r].T and b[r].T are Fortran-ordered
-    # views, so LAPACK's lower triangle of out[r].T is K and out holds Kᵀ.
-    out = np.zeros((R, k, k))
-    out[:, np.arange(k), np.arange(k)] = D
+    # b bᵀ = P (P b P)(P b P)ᵀ P with P the reversal of the order: the middle product of a triangular
+    # matrix and its transpose is LAPACK's lauum, a third of syrk's flops. Fortran views throughout:
+    # work[r].T is the lower-triangular P bᵀ P, where lauum leaves the lower triangle of P b bᵀ P;
+    # reversing both axes back puts b bᵀ in the upper triangle of out[r].T, where potrf leaves Kᵀ,
+    # so that out holds K.
+    work = b[:, ::-1, ::-1].copy()
+    for r in range(R):
+        lapack.dlauum(work[r].T, lower=1, overwrite_c=1)
+    out = work[:, ::-1, ::-1].copy()
+    out.reshape(R, k * k)[:, :: k + 1] += D
     for r in range(R):
         inner = out[r].T
-        blas.dsyrk(1.0, b[r].T, beta=1.0, c=inner, trans=1, lower=1, overwrite_c=1)  # (bᵀ)ᵀ bᵀ = b bᵀ
-        blas.dsyr(c, z[r], a=inner, lower=1, overwrite_a=1)
-        _, info = lapack.dpotrf(inner, lower=1, clean=1, overwrite_a=1)
+        blas.dsyr(c, z[r], a=inner, lower=0, overwrite_a=1)
+        _, info = lapack.dpotrf(inner, lower=0, clean=1, overwrite_a=1)
         if info != 0:  # D I + PSD is positive definite; only non-finite input gets here
             raise np.linalg.LinAlgError("the accumulated scatter is not positive definite")
-    return out.transpose(0, 2, 1)
+    return out
+
+
+def _lower_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a b`` for stacked lower-triangular ``a`` and C-contiguous ``b`` (R, k, k); ``b`` is overwritten."""
+    R, k, _ = a.shape
+    if k < _LAPACK_MIN_K:
+        return np.matmul(a, b)
+    for r in range(R):  # (a b)ᵀ = bᵀ aᵀ on the Fortran views, in place: a triangular product
+        blas.dtrmm(1.0, a[r].T, b[r].T, side=1, lower=0, overwrite_b=1)
+    return b
 
 
 @dataclass(eq=False)
@@ -505,10 +526,14 @@ class GaussianData:
         """Mean ``μ̂ + C z/√n`` and scatter ``(C B)(C B)ᵀ``, ``B`` the Bartlett factor of
         ``Wishart_k(n − 1, I)``; with ``n − 1 < k`` the scatter ``(C Gᵀ)(C Gᵀ)ᵀ``, ``G`` Gaussian."""
         model, n = self.model, self.size
+        _, w, k = model.factor.shape
         z, b, rows_streams = self._whitened_draws()
         mean = model.mean + np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)
-        factor = np.matmul(model.factor, b)  # (R, w, k or n − 1); lower-triangular if C and b are
         lower = model.lower and rows_streams is not None
+        if lower and k == w:  # C b, both lower-triangular
+            factor = _lower_product(model.factor, b)
+        else:
+            factor = np.matmul(model.factor, b)  # (R, w, k or n − 1)
         if rows_streams is not None:
             self.rows_streams = rows_streams
         self.drawn, self.model = "stats", None  # the rows need only the statistics from here on
@@ -540,7 +565,7 @@ class GaussianData:
         z, b, rows_streams = self._whitened_draws()
         self.drawn, self.rows_streams = "stats", rows_streams
         count = total.count + n
-        factor = np.matmul(model.factor, _update_factor(b, z, total.count / count, model.divisor))  # (R, w, w), lower
+        factor = _lower_product(model.factor, _update_factor(b, z, total.count / count, model.divisor))  # (R, w, w), lower
         delta = np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)  # source mean − total mean
         rank = np.minimum(total.rank + np.minimum(model.rank, n - 1) + 1, w)
         return GaussianStats(count, total.mean + delta * (n / count), rank, factor=factor, lower=True)
@@ -753,7 +778,7 @@ class GaussianTask(Task):
             square = factor[full]  # (R', d, d)
             if model.lower:
                 logdet[full] = 2 * np.sum(np.log(diag[full]), axis=1)
-                inverse = triangular_inverse(square)
+                inverse = triangular_inverse(square, overwrite=True)
             else:  # a pivoted factor, exactly singular in some replicates perhaps
                 sign, half = np.linalg.slogdet(square)
                 full[full] = sign != 0
