@@ -154,7 +154,11 @@ def psd_factor(scatter: np.ndarray, max_rank: int) -> tuple[np.ndarray, bool, np
     return factor, False, rank
 
 
+_LAPACK_MIN_K = 41  # from this size LAPACK per replicate beats batched numpy (calls cost less than copies)
+
+
 _BOX_MULLER_PAIRS = 1 << 15  # pairs per block: the temporaries stay in cache
+_BOX_MULLER_MIN = 1 << 12  # draws per replicate from which Box–Muller beats numpy's float32 ziggurat
 
 
 def box_muller_float32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
@@ -224,7 +228,7 @@ def single_precision_suffices(factor: np.ndarray) -> bool:
     the float32 product forming it) perturbs the rows' covariance by at most about
     ``k u² diag(C Cᵀ)``, i.e. by ``k u² cond₂(C)²`` relative to ``C Cᵀ`` in its own whitened
     coordinates (``u = 2⁻²⁴``); float32 is used when that bound, with ``cond₂² ≤ cond₁ cond_∞``
-    from LAPACK's ``dtrcon`` estimates, is at most 1e-6 in every replicate — far below any
+    exact for small ``k``, from LAPACK's ``dtrcon`` estimates for large, is at most 1e-6 in every replicate — far below any
     sampling error — and the diagonal lies in [1e-30, 1e30], so that every deviation is a normal
     float32 (with the condition bounded, all singular values lie near the diagonal). Otherwise
     (nearly singular or collapsing fits) float64.
@@ -234,6 +238,12 @@ def single_precision_suffices(factor: np.ndarray) -> bool:
     if not (diag.min() >= 1e-30 and diag.max() <= 1e30):  # also False for NaN
         return False
     limit = _SINGLE_PRECISION_TOLERANCE / (k * 2.0**-48)
+    if k < _LAPACK_MIN_K:  # exact condition numbers, batched
+        inverse = np.abs(np.linalg.inv(factor))
+        absolute = np.abs(factor)
+        conditions = (absolute.sum(axis=1).max(axis=1) * inverse.sum(axis=1).max(axis=1)
+                      * absolute.sum(axis=2).max(axis=1) * inverse.sum(axis=2).max(axis=1))  # cond₁ cond_∞
+        return bool(np.all(conditions <= limit))
     for r in range(R):
         upper = factor[r].T  # a Fortran-ordered view: no copy; cond₁ cond_∞ is the same for Cᵀ
         product = lapack.dtrcon(upper, norm="1", uplo="U")[0] * lapack.dtrcon(upper, norm="I", uplo="U")[0]
@@ -253,9 +263,6 @@ def triangular_inverse(lower: np.ndarray, overwrite: bool = False) -> np.ndarray
     for r in range(R):  # out[r].T is upper-triangular (a Fortran view): inverted in place, out holds L⁻¹
         lapack.dtrtri(out[r].T, lower=0, overwrite_c=1)
     return out
-
-
-_LAPACK_MIN_K = 41  # from this size LAPACK per replicate beats batched numpy (calls cost less than copies)
 
 
 def _update_factor(b: np.ndarray, z: np.ndarray, c: float, D: float) -> np.ndarray:
@@ -576,19 +583,25 @@ class GaussianData:
         R, w, k = model.factor.shape
         triangular = model.lower and k == w
         dtype = np.float32 if triangular and single_precision_suffices(model.factor) else np.float64
-        z = _kept_empty((R, n, k), dtype)
+        in_place = triangular and k >= 16
+        z = _kept_empty((R, n, k), dtype) if in_place else np.empty((R, n, k), dtype)
         streams = _Streams()
-        fill = box_muller_float32 if dtype == np.float32 else np.random.Generator.standard_normal
+        if dtype == np.float64:
+            fill = np.random.Generator.standard_normal
+        elif n * k >= _BOX_MULLER_MIN:
+            fill = box_muller_float32
+        else:  # a few draws per replicate: Box–Muller's dozen numpy calls would cost more than the draws
+            fill = functools.partial(np.random.Generator.standard_normal, dtype=np.float32)
         for r, state in enumerate(self.streams):
             fill(streams.at(state), out=z[r])
         factor = model.factor.astype(dtype, copy=False)
-        if triangular:
+        if in_place:
             trmm = blas.strmm if dtype == np.float32 else blas.dtrmm
             for r in range(R):  # in place, (C zᵀ)ᵀ: a triangular product, half a general one's flops
                 trmm(1.0, factor[r], z[r].T, side=0, lower=1, overwrite_b=1)
             deviations = z
         else:
-            deviations = np.matmul(z, factor.transpose(0, 2, 1), out=_kept_empty((R, n, w)))  # (R, n, w)
+            deviations = np.matmul(z, factor.transpose(0, 2, 1), out=_kept_empty((R, n, w), dtype))  # (R, n, w)
         # The mean is added where rows are read (float64), so that float32 rounds the spread only.
         self.drawn, self.row_center = "rows", model.mean
         return deviations
@@ -748,17 +761,26 @@ class GaussianTask(Task):
         if self._gather_buffer is None or self._gather_buffer.size < R * n * w:
             self._gather_buffer = np.empty(R * n * w)
         out = self._gather_buffer[: R * n * w].reshape(R * n, w)
+        flat = replicate * pool.sizes[source] + local  # (R·n,) row within its source's (R·size) rows
+        centered = []
         for j in np.flatnonzero(np.diff(bounds)):
             where = order[bounds[j] : bounds[j + 1]]
             data = pool.sources[j].data
-            kept = data.kept_rows()  # (R, size, w), float32 or float64
-            picked = np.take(kept.reshape(-1, w), replicate[where] * kept.shape[1] + local[where], axis=0)
-            if data.row_center is None:
-                out[where] = picked
-            else:  # deviations from the source's model mean: the sum in float64
-                rows = data.row_center[replicate[where]]
-                rows += picked
-                out[where] = rows
+            out[where] = np.take(data.kept_rows().reshape(-1, w), flat[where], axis=0)  # float32 or float64
+            if data.row_center is not None:
+                centered.append(j)
+        if centered:
+            # Rows drawn first are kept as deviations from their source's model mean: the means are
+            # added for all rows at once, in float64, through a small reused buffer.
+            table = np.zeros((len(pool.sources) * R, w))
+            for j in centered:
+                table[j * R : (j + 1) * R] = pool.sources[j].data.row_center
+            index = source.astype(np.int64) * R + replicate
+            step = min(R * n, max(1, (1 << 15) // w))
+            chunk = np.empty((step, w))
+            for start in range(0, R * n, step):
+                stop = min(start + step, R * n)
+                out[start:stop] += np.take(table, index[start:stop], axis=0, out=chunk[: stop - start], mode="clip")  # valid indices; "raise" would buffer
         return out.reshape(R, n, w)
 
     def verification_problem(self):
