@@ -47,7 +47,14 @@ generation, for ``replace`` and ``accumulate`` alike):
   statistics and refactoring to rounding (~1e-14 relative).
 * Workflows that draw rows (``accumulate-subsample``, ``real-fraction``, …) read rows first,
   drawn directly as ``μ̂ + C z`` (a triangular product); their statistics, if ever read, come
-  from the rows. Rows read after statistics are drawn from the conditional law of a Gaussian
+  from the rows. **Such a source keeps its rows in float32**: the deviations ``C z`` (normals
+  by the Box–Muller transform, `box_muller_float32`, and a float32 triangular product), apart
+  from the model mean ``μ̂`` (float64, ``row_center``), which is added in float64 where rows are
+  read — so float32 rounds the spread only, however far the mean has drifted — and every fit on
+  rows accumulates its mean and scatter in float64. Float32 is used only where
+  `single_precision_suffices` bounds the rounding's relative effect on the rows' covariance by
+  1e-6 (well-conditioned ``Σ̂`` in float32's range); otherwise, e.g. for a collapsing or nearly
+  singular fit, the source keeps float64 deviations, drawn with numpy's ziggurat as before. Rows read after statistics are drawn from the conditional law of a Gaussian
   sample given its mean and scatter: ``X = 1μ̄ᵀ + U (C B)ᵀ`` with ``U = Z_c L⁻ᵀ`` the
   Haar-distributed orthonormal ``Q`` factor of a centered standard normal ``Z`` (``ZcᵀZc = L
   Lᵀ``), continuing the source's stream; the rows then have exactly the source's statistics
@@ -68,8 +75,8 @@ Costs to know. ``accumulate`` pays one ``k × k`` rank-``k`` product and Cholesk
 over ``replace`` (see docs/benchmarks.md for the measured ratio); it keeps only the running
 total. Weighted mixtures keep every source's statistics, ``O(G R d²)`` memory. Row-drawn workflows
 (``accumulate-subsample``, ``real-fraction``, …) keep every source's rows, ``O(G R T0 d)``
-memory (8 GB for ``d = 100``, ``T = 1000``, 100 generations × 100 replicates), and cost
-``O(R T d²)`` per generation to draw, gather and refit rows.
+memory (4 GB in float32 for ``d = 100``, ``T = 1000``, 100 generations × 100 replicates), and
+cost ``O(R T d²)`` per generation to draw, gather and refit rows.
 
 Theory (``synthloop.theory.gaussian``): exact curves for ``replace`` (every metric but ``kl``/
 ``nll`` where their expectation is infinite), and for the squared error of the mean and the
