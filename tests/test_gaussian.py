@@ -388,13 +388,14 @@ def test_box_muller_draws_are_standard_normal():
     np.testing.assert_array_equal(box_muller_float32(np.random.default_rng(5), np.empty_like(out)), z)
 
 
-def test_single_precision_guard():
+@pytest.mark.parametrize("k", [5, 50])  # exact batched condition numbers; LAPACK dtrcon estimates
+def test_single_precision_guard(k):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 200, 5))
-    well = np.linalg.cholesky(np.matmul(x.transpose(0, 2, 1), x) / 200)  # (3, 5, 5), condition ~1.5
+    x = rng.standard_normal((3, 40 * k, k))
+    well = np.linalg.cholesky(np.matmul(x.transpose(0, 2, 1), x) / (40 * k))  # (3, k, k), condition ~1.5
     assert single_precision_suffices(well)
     ill = well.copy()
-    ill[1, 4, 4] = 1e-9  # condition ~1e9: float32 rounding would swamp the smallest direction
+    ill[1, k - 1, k - 1] = 1e-9  # condition ~1e9: float32 rounding would swamp the smallest direction
     assert not single_precision_suffices(ill)
     assert not single_precision_suffices(well * 1e-35)  # below float32's normal range
     bad = well.copy()
@@ -470,6 +471,9 @@ def test_factor_helpers():
     np.testing.assert_allclose(np.matmul(factor, factor.transpose(0, 2, 1)), singular, atol=1e-12)
     lower_tri = np.linalg.cholesky(np.eye(20) + np.einsum("rij,rkj->rik", h := rng.standard_normal((2, 20, 20)), h))
     np.testing.assert_allclose(triangular_inverse(lower_tri), np.linalg.inv(lower_tri), atol=1e-10)
+    inverted = lower_tri.copy()
+    assert triangular_inverse(inverted, overwrite=True) is inverted
+    np.testing.assert_allclose(inverted, np.linalg.inv(lower_tri), atol=1e-10)
 
 
 def test_long_replace_collapse_stays_finite():
