@@ -20,8 +20,10 @@ from synthloop.tasks.gaussian import (
     GaussianConfig,
     GaussianModel,
     GaussianTask,
+    box_muller_float32,
     helmert,
     psd_factor,
+    single_precision_suffices,
     triangular_inverse,
 )
 from synthloop.theory import gaussian as th
@@ -374,6 +376,55 @@ def test_source_read_rows_first_pickles_and_rebuilds_identically():
     np.testing.assert_allclose(restored.stats.scatter, data.stats.scatter, rtol=0, atol=0)
 
 
+def test_box_muller_draws_are_standard_normal():
+    """Several blocks and an odd size: the draws pass a KS test against N(0, 1), the cosine and sine
+    halves of a block are uncorrelated, and the same stream gives the same draws."""
+    out = np.empty(2 * 2**15 * 3 + 7, np.float32)
+    z = box_muller_float32(np.random.default_rng(5), out)
+    assert z is out and np.all(np.isfinite(z))
+    assert stats.kstest(z, "norm").pvalue > 1e-4
+    half = 2**15
+    assert abs(np.corrcoef(z[:half], z[half : 2 * half])[0, 1]) < 5 / np.sqrt(half)
+    np.testing.assert_array_equal(box_muller_float32(np.random.default_rng(5), np.empty_like(out)), z)
+
+
+@pytest.mark.parametrize("k", [5, 50])  # exact batched condition numbers; LAPACK dtrcon estimates
+def test_single_precision_guard(k):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 40 * k, k))
+    well = np.linalg.cholesky(np.matmul(x.transpose(0, 2, 1), x) / (40 * k))  # (3, k, k), condition ~1.5
+    assert single_precision_suffices(well)
+    ill = well.copy()
+    ill[1, k - 1, k - 1] = 1e-9  # condition ~1e9: float32 rounding would swamp the smallest direction
+    assert not single_precision_suffices(ill)
+    assert not single_precision_suffices(well * 1e-35)  # below float32's normal range
+    bad = well.copy()
+    bad[2, 0, 0] = np.nan
+    assert not single_precision_suffices(bad)
+
+
+def test_rows_drawn_first_keep_float32_deviations_from_the_mean():
+    """Rows read first keep ``C z`` in float32 and their model mean apart, so float32 rounds the spread
+    only: with a mean of 1e9 and unit spread (which float32 rows would lose entirely) the rows'
+    covariance is still the model's, within sampling error."""
+    R, n, k = 4, 4000, 3
+    mean = np.full((R, k), 1e9)
+    model = GaussianModel(mean, np.broadcast_to(np.eye(k), (R, k, k)).copy(), np.full(R, k), True, n, n)
+    task = GaussianTask(GaussianConfig(d=k, T=n))
+    data = task.synthesize(model, None, n, replicate_generators(1, R, "rows"))
+    kept = data.kept_rows()
+    assert kept.dtype == np.float32 and data.row_center is mean
+    x = data.x
+    assert x.dtype == np.float64
+    np.testing.assert_allclose(x - mean[:, None, :], kept, rtol=0, atol=1e-6)  # float64 spacing at 1e9
+    covariance = np.matmul((x - x.mean(axis=1, keepdims=True)).transpose(0, 2, 1), x - x.mean(axis=1, keepdims=True)) / n
+    np.testing.assert_allclose(covariance, np.broadcast_to(np.eye(k), (R, k, k)), atol=5 * np.sqrt(2 / n))
+    # an ill-conditioned model keeps float64 rows
+    model.factor[:, k - 1, k - 1] = 1e-9
+    data = task.synthesize(model, None, n, replicate_generators(1, R, "rows"))
+    assert data.kept_rows().dtype == np.float64
+
+
 def test_subsample_run_resumes_to_identical_numbers(tmp_path):
     experiment = gaussian(**{"generations": 6, "replicates": 20, "workflows": ["accumulate-subsample", "replace", "accumulate"]})
     full = synthloop.run(experiment).metrics
@@ -420,6 +471,9 @@ def test_factor_helpers():
     np.testing.assert_allclose(np.matmul(factor, factor.transpose(0, 2, 1)), singular, atol=1e-12)
     lower_tri = np.linalg.cholesky(np.eye(20) + np.einsum("rij,rkj->rik", h := rng.standard_normal((2, 20, 20)), h))
     np.testing.assert_allclose(triangular_inverse(lower_tri), np.linalg.inv(lower_tri), atol=1e-10)
+    inverted = lower_tri.copy()
+    assert triangular_inverse(inverted, overwrite=True) is inverted
+    np.testing.assert_allclose(inverted, np.linalg.inv(lower_tri), atol=1e-10)
 
 
 def test_long_replace_collapse_stays_finite():

@@ -47,7 +47,14 @@ generation, for ``replace`` and ``accumulate`` alike):
   statistics and refactoring to rounding (~1e-14 relative).
 * Workflows that draw rows (``accumulate-subsample``, ``real-fraction``, …) read rows first,
   drawn directly as ``μ̂ + C z`` (a triangular product); their statistics, if ever read, come
-  from the rows. Rows read after statistics are drawn from the conditional law of a Gaussian
+  from the rows. **Such a source keeps its rows in float32**: the deviations ``C z`` (normals
+  by the Box–Muller transform, `box_muller_float32`, and a float32 triangular product), apart
+  from the model mean ``μ̂`` (float64, ``row_center``), which is added in float64 where rows are
+  read — so float32 rounds the spread only, however far the mean has drifted — and every fit on
+  rows accumulates its mean and scatter in float64. Float32 is used only where
+  `single_precision_suffices` bounds the rounding's relative effect on the rows' covariance by
+  1e-6 (well-conditioned ``Σ̂`` in float32's range); otherwise, e.g. for a collapsing or nearly
+  singular fit, the source keeps float64 deviations, drawn with numpy's ziggurat as before. Rows read after statistics are drawn from the conditional law of a Gaussian
   sample given its mean and scatter: ``X = 1μ̄ᵀ + U (C B)ᵀ`` with ``U = Z_c L⁻ᵀ`` the
   Haar-distributed orthonormal ``Q`` factor of a centered standard normal ``Z`` (``ZcᵀZc = L
   Lᵀ``), continuing the source's stream; the rows then have exactly the source's statistics
@@ -68,8 +75,8 @@ Costs to know. ``accumulate`` pays one ``k × k`` rank-``k`` product and Cholesk
 over ``replace`` (see docs/benchmarks.md for the measured ratio); it keeps only the running
 total. Weighted mixtures keep every source's statistics, ``O(G R d²)`` memory. Row-drawn workflows
 (``accumulate-subsample``, ``real-fraction``, …) keep every source's rows, ``O(G R T0 d)``
-memory (8 GB for ``d = 100``, ``T = 1000``, 100 generations × 100 replicates), and cost
-``O(R T d²)`` per generation to draw, gather and refit rows.
+memory (4 GB in float32 for ``d = 100``, ``T = 1000``, 100 generations × 100 replicates), and
+cost ``O(R T d²)`` per generation to draw, gather and refit rows.
 
 Theory (``synthloop.theory.gaussian``): exact curves for ``replace`` (every metric but ``kl``/
 ``nll`` where their expectation is infinite), and for the squared error of the mean and the
@@ -154,38 +161,152 @@ def psd_factor(scatter: np.ndarray, max_rank: int) -> tuple[np.ndarray, bool, np
     return factor, False, rank
 
 
-def triangular_inverse(lower: np.ndarray) -> np.ndarray:
+_LAPACK_MIN_K = 41  # from this size LAPACK per replicate beats batched numpy (calls cost less than copies)
+
+
+_BOX_MULLER_PAIRS = 1 << 15  # pairs per block: the temporaries stay in cache
+_BOX_MULLER_MIN = 1 << 12  # draws per replicate from which Box–Muller beats numpy's float32 ziggurat
+
+
+def box_muller_float32(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Fill the float32 array ``out`` with i.i.d. standard normal draws, by the Box–Muller transform.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Consumed, per block of draws, for a float64 uniform per pair, then a float32 uniform per pair.
+    out : ndarray of float32, C-contiguous
+
+    Returns
+    -------
+    out : ndarray
+
+    Notes
+    -----
+    For independent uniforms ``u, v``, ``ρ = √(−2 log(1 − u))`` and ``θ = 2πv`` give the independent
+    standard normals ``ρ cos θ`` and ``ρ sin θ`` (Box & Muller 1958); the cosines fill the first
+    half of a block, the sines the second. ``u`` is a 53-bit float64 uniform and ``1 − u`` is formed
+    in float64 before rounding to float32 (the tails reach ``8.5σ``, beyond which lies probability
+    ``1e-17``); ``v`` is a 24-bit float32 uniform (an angle to ``2π·2⁻²⁴``); the rest is float32, where numpy's vectorized ``log``, ``sin`` and
+    ``cos`` make a draw about 3× cheaper than numpy's own float32 ziggurat; each draw carries a
+    relative rounding error of a few float32 units (``2⁻²⁴``).
+
+    References
+    ----------
+    G. E. P. Box and M. E. Muller, "A note on the generation of random normal deviates",
+    Ann. Math. Statist. 29(2), 610–611 (1958).
+
+    Examples
+    --------
+    >>> z = box_muller_float32(np.random.default_rng(0), np.empty(200_000, np.float32))
+    >>> bool(abs(z.mean()) < 0.01 and abs(z.var() - 1) < 0.01)
+    True
+    """
+    flat = out.reshape(-1)
+    pairs = min(_BOX_MULLER_PAIRS, (flat.size + 1) // 2)
+    u, radius, angle = np.empty(pairs), np.empty(pairs, np.float32), np.empty(pairs, np.float32)
+    for start in range(0, flat.size, 2 * pairs):
+        block = flat[start : start + 2 * pairs]
+        half = (block.size + 1) // 2
+        rng.random(out=u[:half])
+        np.subtract(1.0, u[:half], out=radius[:half])  # in (0, 1], rounded to float32
+        rng.random(out=angle[:half], dtype=np.float32)
+        np.log(radius[:half], out=radius[:half])
+        radius[:half] *= -2.0
+        np.sqrt(radius[:half], out=radius[:half])
+        angle[:half] *= np.float32(2 * np.pi)
+        np.cos(angle[:half], out=block[:half])
+        block[:half] *= radius[:half]
+        rest = block.size - half
+        np.sin(angle[:rest], out=block[half:])
+        block[half:] *= radius[:rest]
+    return out
+
+
+# Rows kept in float32 are rounded to a relative u = 2⁻²⁴ per coordinate, after a float32 triangular
+# product that accumulates k such roundings; this bounds what that may perturb (see below).
+_SINGLE_PRECISION_TOLERANCE = 1e-6
+
+
+def single_precision_suffices(factor: np.ndarray) -> bool:
+    """Whether rows ``μ̂ + C z`` drawn from ``N(μ̂, C Cᵀ)`` may keep their deviations ``C z`` in float32.
+
+    ``factor`` holds lower-triangular ``C`` (R, k, k). Rounding each coordinate of ``C z`` (and
+    the float32 product forming it) perturbs the rows' covariance by at most about
+    ``k u² diag(C Cᵀ)``, i.e. by ``k u² cond₂(C)²`` relative to ``C Cᵀ`` in its own whitened
+    coordinates (``u = 2⁻²⁴``); float32 is used when that bound, with ``cond₂² ≤ cond₁ cond_∞``
+    exact for small ``k``, from LAPACK's ``dtrcon`` estimates for large, is at most 1e-6 in every replicate — far below any
+    sampling error — and the diagonal lies in [1e-30, 1e30], so that every deviation is a normal
+    float32 (with the condition bounded, all singular values lie near the diagonal). Otherwise
+    (nearly singular or collapsing fits) float64.
+    """
+    R, k, _ = factor.shape
+    diag = np.abs(np.diagonal(factor, axis1=1, axis2=2))
+    if not (diag.min() >= 1e-30 and diag.max() <= 1e30):  # also False for NaN
+        return False
+    limit = _SINGLE_PRECISION_TOLERANCE / (k * 2.0**-48)
+    if k < _LAPACK_MIN_K:  # exact condition numbers, batched
+        inverse = np.abs(np.linalg.inv(factor))
+        absolute = np.abs(factor)
+        conditions = (absolute.sum(axis=1).max(axis=1) * inverse.sum(axis=1).max(axis=1)
+                      * absolute.sum(axis=2).max(axis=1) * inverse.sum(axis=2).max(axis=1))  # cond₁ cond_∞
+        return bool(np.all(conditions <= limit))
+    for r in range(R):
+        upper = factor[r].T  # a Fortran-ordered view: no copy; cond₁ cond_∞ is the same for Cᵀ
+        product = lapack.dtrcon(upper, norm="1", uplo="U")[0] * lapack.dtrcon(upper, norm="I", uplo="U")[0]
+        if not product * limit >= 1.0:  # 1 / (cond₁ cond_∞) ≥ 1 / limit
+            return False
+    return True
+
+
+def triangular_inverse(lower: np.ndarray, overwrite: bool = False) -> np.ndarray:
     """Inverses of stacked lower-triangular matrices ``(R, d, d)`` whose strict upper triangles are
-    zero (Cholesky factors and their products are), with LAPACK ``dtrtri`` for large ``d``."""
+    zero (Cholesky factors and their products are), with LAPACK ``dtrtri`` for large ``d``;
+    ``overwrite`` inverts a C-contiguous ``lower`` in place."""
     R, d, _ = lower.shape
     if d <= 16:
         return np.linalg.inv(lower)
-    out = np.empty_like(lower)
-    for r in range(R):  # dtrtri leaves the strict upper triangle as it was: zeros
-        out[r], _ = lapack.dtrtri(lower[r], lower=1)
+    out = lower if overwrite and lower.flags.c_contiguous else lower.copy()
+    for r in range(R):  # out[r].T is upper-triangular (a Fortran view): inverted in place, out holds L⁻¹
+        lapack.dtrtri(out[r].T, lower=0, overwrite_c=1)
     return out
 
 
 def _update_factor(b: np.ndarray, z: np.ndarray, c: float, D: float) -> np.ndarray:
-    """``chol(D I + b bᵀ + c z zᵀ)`` for stacked ``b`` (R, k, k) and ``z`` (R, k)."""
+    """``chol(D I + b bᵀ + c z zᵀ)`` for stacked lower-triangular ``b`` (R, k, k) and ``z`` (R, k)."""
     R, k, _ = b.shape
-    if k <= 48:  # batched numpy; LAPACK per replicate below costs more in calls than in flops
+    if k < _LAPACK_MIN_K:
         wide = np.concatenate([b, (z * np.sqrt(c))[:, :, None]], axis=2)  # (R, k, k + 1)
         inner = np.matmul(wide, wide.transpose(0, 2, 1))
         inner[:, np.arange(k), np.arange(k)] += D
         return np.linalg.cholesky(inner)
-    # Lower triangles only, in place, with no copies: out[r].T and b[r].T are Fortran-ordered
-    # views, so LAPACK's lower triangle of out[r].T is K and out holds Kᵀ.
-    out = np.zeros((R, k, k))
-    out[:, np.arange(k), np.arange(k)] = D
+    # b bᵀ = P (P b P)(P b P)ᵀ P with P the reversal of the order: the middle product of a triangular
+    # matrix and its transpose is LAPACK's lauum, a third of syrk's flops. Fortran views throughout:
+    # work[r].T is the lower-triangular P bᵀ P, where lauum leaves the lower triangle of P b bᵀ P;
+    # reversing both axes back puts b bᵀ in the upper triangle of out[r].T, where potrf leaves Kᵀ,
+    # so that out holds K.
+    work = b[:, ::-1, ::-1].copy()
+    for r in range(R):
+        lapack.dlauum(work[r].T, lower=1, overwrite_c=1)
+    out = work[:, ::-1, ::-1].copy()
+    out.reshape(R, k * k)[:, :: k + 1] += D
     for r in range(R):
         inner = out[r].T
-        blas.dsyrk(1.0, b[r].T, beta=1.0, c=inner, trans=1, lower=1, overwrite_c=1)  # (bᵀ)ᵀ bᵀ = b bᵀ
-        blas.dsyr(c, z[r], a=inner, lower=1, overwrite_a=1)
-        _, info = lapack.dpotrf(inner, lower=1, clean=1, overwrite_a=1)
+        blas.dsyr(c, z[r], a=inner, lower=0, overwrite_a=1)
+        _, info = lapack.dpotrf(inner, lower=0, clean=1, overwrite_a=1)
         if info != 0:  # D I + PSD is positive definite; only non-finite input gets here
             raise np.linalg.LinAlgError("the accumulated scatter is not positive definite")
-    return out.transpose(0, 2, 1)
+    return out
+
+
+def _lower_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a b`` for stacked lower-triangular ``a`` and C-contiguous ``b`` (R, k, k); ``b`` is overwritten."""
+    R, k, _ = a.shape
+    if k < _LAPACK_MIN_K:
+        return np.matmul(a, b)
+    for r in range(R):  # (a b)ᵀ = bᵀ aᵀ on the Fortran views, in place: a triangular product
+        blas.dtrmm(1.0, a[r].T, b[r].T, side=1, lower=0, overwrite_b=1)
+    return b
 
 
 @dataclass(eq=False)
@@ -268,8 +389,8 @@ def row_stats(x: np.ndarray, rank_cap: np.ndarray | int | None = None, overwrite
     return GaussianStats(float(n), mean, rank, _scatter=np.matmul(xc.transpose(0, 2, 1), xc))
 
 
-def _kept_empty(shape: tuple[int, ...]) -> np.ndarray:
-    """``np.empty(shape)`` for rows a source keeps for the rest of the run, on small pages.
+def _kept_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+    """``np.empty(shape, dtype)`` for rows a source keeps for the rest of the run, on small pages.
 
     numpy advises the kernel to back large arrays with huge pages; once a long row-drawing run
     has fragmented memory, every such fault compacts memory first (Linux THP ``defrag =
@@ -277,14 +398,15 @@ def _kept_empty(shape: tuple[int, ...]) -> np.ndarray:
     without that advice faults in plain pages. They are mapped in at once (``MAP_POPULATE``):
     a page fault per 4 KiB page cost more than drawing the normals that fill it (measured 2.2×
     the kernel time of one populating map on this machine's VM)."""
-    size = int(np.prod(shape)) * 8
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
     if size < 1 << 22:
-        return np.empty(shape)
+        return np.empty(shape, dtype)
     if hasattr(mmap, "MAP_POPULATE"):  # Linux
         buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
     else:
         buffer = mmap.mmap(-1, size)
-    return np.frombuffer(buffer, dtype=np.float64).reshape(shape)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
 class _Streams:
@@ -337,7 +459,8 @@ class GaussianData:
     streams: list | None = field(default=None, repr=False)  # (R,) PCG64 (state, inc): the first draw
     drawn: str | None = None  # "stats" or "rows": what a synthetic source drew first
     rows_streams: list | None = field(default=None, repr=False)  # continuation streams for conditional rows
-    rows: np.ndarray | None = field(default=None, repr=False)
+    rows: np.ndarray | None = field(default=None, repr=False)  # kept rows, or deviations from row_center
+    row_center: np.ndarray | None = field(default=None, repr=False)  # (R, w): the model mean rows drawn first deviate from
     origin: np.ndarray | None = field(default=None, repr=False)  # (R, d), real data with T ≤ d
     basis: np.ndarray | None = field(default=None, repr=False)  # (R, d, T − 1), orthonormal columns
 
@@ -352,6 +475,16 @@ class GaussianData:
 
     @property
     def x(self) -> np.ndarray:
+        """The rows ``(R, size, w)``, float64: a fresh array (``row_center`` + kept deviations) for a
+        synthetic source whose rows were drawn first, else the kept rows themselves."""
+        kept = self.kept_rows()
+        if self.row_center is None:
+            return kept
+        return kept + self.row_center[:, None, :]
+
+    def kept_rows(self) -> np.ndarray:
+        """The rows as the source keeps them: ``x`` itself, or, with ``row_center`` set, the
+        deviations ``x − row_center`` (float32 where `single_precision_suffices`)."""
         if self.rows is None:
             self.rows = self._draw_rows() if self.drawn in (None, "rows") else self._conditional_rows()
         return self.rows
@@ -407,10 +540,14 @@ class GaussianData:
         """Mean ``μ̂ + C z/√n`` and scatter ``(C B)(C B)ᵀ``, ``B`` the Bartlett factor of
         ``Wishart_k(n − 1, I)``; with ``n − 1 < k`` the scatter ``(C Gᵀ)(C Gᵀ)ᵀ``, ``G`` Gaussian."""
         model, n = self.model, self.size
+        _, w, k = model.factor.shape
         z, b, rows_streams = self._whitened_draws()
         mean = model.mean + np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)
-        factor = np.matmul(model.factor, b)  # (R, w, k or n − 1); lower-triangular if C and b are
         lower = model.lower and rows_streams is not None
+        if lower and k == w:  # C b, both lower-triangular
+            factor = _lower_product(model.factor, b)
+        else:
+            factor = np.matmul(model.factor, b)  # (R, w, k or n − 1)
         if rows_streams is not None:
             self.rows_streams = rows_streams
         self.drawn, self.model = "stats", None  # the rows need only the statistics from here on
@@ -442,7 +579,7 @@ class GaussianData:
         z, b, rows_streams = self._whitened_draws()
         self.drawn, self.rows_streams = "stats", rows_streams
         count = total.count + n
-        factor = np.matmul(model.factor, _update_factor(b, z, total.count / count, model.divisor))  # (R, w, w), lower
+        factor = _lower_product(model.factor, _update_factor(b, z, total.count / count, model.divisor))  # (R, w, w), lower
         delta = np.einsum("rdk,rk->rd", model.factor, z) / np.sqrt(n)  # source mean − total mean
         rank = np.minimum(total.rank + np.minimum(model.rank, n - 1) + 1, w)
         return GaussianStats(count, total.mean + delta * (n / count), rank, factor=factor, lower=True)
@@ -451,19 +588,30 @@ class GaussianData:
         """``n`` i.i.d. rows ``μ̂ + C z`` per replicate, ``z ~ N(0, I_k)``."""
         model, n = self.model, self.size
         R, w, k = model.factor.shape
-        z = _kept_empty((R, n, k))
+        triangular = model.lower and k == w
+        dtype = np.float32 if triangular and single_precision_suffices(model.factor) else np.float64
+        in_place = triangular and k >= 16
+        z = _kept_empty((R, n, k), dtype) if in_place else np.empty((R, n, k), dtype)
         streams = _Streams()
+        if dtype == np.float64:
+            fill = np.random.Generator.standard_normal
+        elif n * k >= _BOX_MULLER_MIN:
+            fill = box_muller_float32
+        else:  # a few draws per replicate: Box–Muller's dozen numpy calls would cost more than the draws
+            fill = functools.partial(np.random.Generator.standard_normal, dtype=np.float32)
         for r, state in enumerate(self.streams):
-            streams.at(state).standard_normal(out=z[r])
-        if model.lower and k == w:
+            fill(streams.at(state), out=z[r])
+        factor = model.factor.astype(dtype, copy=False)
+        if in_place:
+            trmm = blas.strmm if dtype == np.float32 else blas.dtrmm
             for r in range(R):  # in place, (C zᵀ)ᵀ: a triangular product, half a general one's flops
-                blas.dtrmm(1.0, model.factor[r], z[r].T, side=0, lower=1, overwrite_b=1)
-            rows = z
+                trmm(1.0, factor[r], z[r].T, side=0, lower=1, overwrite_b=1)
+            deviations = z
         else:
-            rows = np.matmul(z, model.factor.transpose(0, 2, 1), out=_kept_empty((R, n, w)))  # (R, n, w)
-        rows += model.mean[:, None, :]
-        self.drawn = "rows"
-        return rows
+            deviations = np.matmul(z, factor.transpose(0, 2, 1), out=_kept_empty((R, n, w), dtype))  # (R, n, w)
+        # The mean is added where rows are read (float64), so that float32 rounds the spread only.
+        self.drawn, self.row_center = "rows", model.mean
+        return deviations
 
     def _conditional_rows(self) -> np.ndarray:
         """Rows with exactly the drawn statistics, from their conditional law:
@@ -498,7 +646,7 @@ class GaussianData:
     def __getstate__(self):
         state = self.__dict__.copy()
         if self.synthetic:
-            state["rows"] = None  # rebuilt from the model or the statistics and the streams on demand
+            state["rows"] = state["row_center"] = None  # rebuilt from the model or the statistics and the streams on demand
             if self.drawn == "rows":
                 state["_stats"] = None  # recomputed from the rebuilt rows
         return state
@@ -620,10 +768,26 @@ class GaussianTask(Task):
         if self._gather_buffer is None or self._gather_buffer.size < R * n * w:
             self._gather_buffer = np.empty(R * n * w)
         out = self._gather_buffer[: R * n * w].reshape(R * n, w)
+        flat = replicate * pool.sizes[source] + local  # (R·n,) row within its source's (R·size) rows
+        centered = []
         for j in np.flatnonzero(np.diff(bounds)):
             where = order[bounds[j] : bounds[j + 1]]
-            x = pool.sources[j].data.x  # (R, size, w)
-            out[where] = np.take(x.reshape(-1, w), replicate[where] * x.shape[1] + local[where], axis=0)
+            data = pool.sources[j].data
+            out[where] = np.take(data.kept_rows().reshape(-1, w), flat[where], axis=0)  # float32 or float64
+            if data.row_center is not None:
+                centered.append(j)
+        if centered:
+            # Rows drawn first are kept as deviations from their source's model mean: the means are
+            # added for all rows at once, in float64, through a small reused buffer.
+            table = np.zeros((len(pool.sources) * R, w))
+            for j in centered:
+                table[j * R : (j + 1) * R] = pool.sources[j].data.row_center
+            index = source.astype(np.int64) * R + replicate
+            step = min(R * n, max(1, (1 << 15) // w))
+            chunk = np.empty((step, w))
+            for start in range(0, R * n, step):
+                stop = min(start + step, R * n)
+                out[start:stop] += np.take(table, index[start:stop], axis=0, out=chunk[: stop - start], mode="clip")  # valid indices; "raise" would buffer
         return out.reshape(R, n, w)
 
     def verification_problem(self):
@@ -643,7 +807,7 @@ class GaussianTask(Task):
             square = factor[full]  # (R', d, d)
             if model.lower:
                 logdet[full] = 2 * np.sum(np.log(diag[full]), axis=1)
-                inverse = triangular_inverse(square)
+                inverse = triangular_inverse(square, overwrite=True)
             else:  # a pivoted factor, exactly singular in some replicates perhaps
                 sign, half = np.linalg.slogdet(square)
                 full[full] = sign != 0
