@@ -3,7 +3,7 @@
 
     python benchmarks/sweep_overhead.py                 # overhead (serial, local, ray) + both grids, ~5 min
     python benchmarks/sweep_overhead.py --quick         # overhead only, small, ~1 min
-    python benchmarks/sweep_overhead.py --gaussian-d 1,3,10,31,100   # the full Gaussian grid (≈9 GiB per d=100 worker)
+    python benchmarks/sweep_overhead.py --gaussian-d 1,3,10,31,100   # the full Gaussian grid (≈5 GiB per d=100 worker)
 
 1. Overhead per cell. A sweep of N tiny regression cells (d=3, T=20, 5 generations, 10
    replicates: milliseconds of compute each) runs through ``synthloop.sweep.run_sweep`` with the
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     parser.add_argument("--no-grids", action="store_true", help="skip the Collapse-or-Thrive grids")
-    parser.add_argument("--gaussian-d", default="1,3,10,31", help="Gaussian grid dimensions (100 needs ≈9 GiB per worker)")
+    parser.add_argument("--gaussian-d", default="1,3,10,31", help="Gaussian grid dimensions (100 needs ≈5 GiB per worker)")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, synthloop {version('synthloop')}")
     kinds = ["serial", "local"] + ([] if args.no_ray else ["ray"])
