@@ -255,6 +255,8 @@ def test_rope_inf_position_option_builds_the_papers_positions():
     assert config.pos == "rope" and config.rope_base == math.inf
     with pytest.raises(ConfigError, match="task.pos"):
         experiment(pos="alibi")
+    with pytest.raises(ConfigError, match=r"task.pos 'rope-inf' needs an even head size task.width / task.heads; got 5"):
+        experiment(pos="rope-inf", width=10, heads=2)
 
 
 def test_independent_operand_lengths_for_round_zero_only():

@@ -101,6 +101,8 @@ class SelfImproveConfig(TaskConfig):
             raise ValueError(f"width must be divisible by task.heads ({self.heads}); got {self.width}")
         if (self.avalanche_round is None) != (self.avalanche_rate == 0):
             raise ValueError("avalanche_round and task.avalanche_rate go together: set both or neither")
+        if self.pos in ("rope", "rope-inf") and (self.width // self.heads) % 2:
+            raise ValueError(f"pos {self.pos!r} needs an even head size task.width / task.heads; got {self.width // self.heads}")
         if self.operands == "independent" and self.problem not in ("addition", "reverse-addition"):
             raise ValueError(f"operands = 'independent' needs task.problem 'addition' or 'reverse-addition'; got {self.problem!r}")
         if self.problem == "maze" and self.levels[-1] > 51:
